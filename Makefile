@@ -1,0 +1,30 @@
+# The two entry points of the README: `make demo` (the whole loop, no cluster needed) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install crd
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch from the pinned release first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,quantize,evaluate]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/qmodel demo $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check operator tests benchmarks
+
+test: $(STAMP)
+	$(MAKE) lint
+	$(PY) -m pytest -q
+
+crd: $(STAMP)
+	$(VENV)/bin/qmodel crd > crds/qmodel.io_quantizedmodels.yaml

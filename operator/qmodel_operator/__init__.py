@@ -1,0 +1,1 @@
+"""qmodel-operator: plans, quantizes, gates and serves LLMs on Kubernetes."""

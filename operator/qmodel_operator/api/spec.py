@@ -1,0 +1,201 @@
+"""The QuantizedModel spec: the single source of the API (the CRD in crds/ is generated from these models).
+
+Wire format is camelCase (Kubernetes convention); Python attributes are snake_case. Every field but
+``spec.model.source`` has a default that works, so a manifest with only the source is valid.
+Constraints that the OpenAPI schema can express (enums, ranges, lengths, patterns) are declared here with
+pydantic ``Field`` so that both the CRD and in-process validation come from one declaration; cross-field rules
+that need CEL are declared in ``CEL_RULES`` (see crd.py) and mirrored by ``validate_spec``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "qmodel.io"
+API_VERSION = "v1alpha1"
+KIND = "QuantizedModel"
+PLURAL = "quantizedmodels"
+SINGULAR = "quantizedmodel"
+SHORT_NAMES = ["qm"]
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+DEFAULT_QUANTIZER_IMAGE = "ghcr.io/qmodel-io/qmodel-quantizer:0.1.0"
+DEFAULT_EVALUATOR_IMAGE = "ghcr.io/qmodel-io/qmodel-evaluator:0.1.0"
+
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+
+
+class Method(StrEnum):
+    """Quantization method. ``auto`` lets the planner choose; ``none`` serves the source weights."""
+
+    AUTO = "auto"
+    NONE = "none"
+    FP8 = "fp8"
+    INT8 = "int8"
+    AWQ = "awq"
+    GPTQ = "gptq"
+    NF4 = "nf4"
+    GGUF = "gguf"
+
+
+# A method a plan can resolve to (everything but ``auto``).
+CONCRETE_METHODS = [m for m in Method if m is not Method.AUTO]
+
+
+class KVCacheDtype(StrEnum):
+    AUTO = "auto"
+    FP8 = "fp8"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class LocalObjectRef(Model):
+    name: Name
+
+
+class SecretRef(Model):
+    """A Secret in the QuantizedModel's namespace. Only its name travels; the value reaches pods by secretKeyRef."""
+
+    name: Name
+    key: str = Field(default="HF_TOKEN", min_length=1, max_length=253, description="Key inside the Secret.")
+
+
+class ConfigMapKeyRef(Model):
+    name: Name
+    key: str | None = Field(default=None, max_length=253, description="Key inside the ConfigMap (default: all keys).")
+
+
+class ModelSource(Model):
+    source: str = Field(
+        max_length=1024,
+        pattern=r"^(hf|pvc|s3)://[^\s]+$",
+        description="hf://org/name | pvc://claim/path | s3://bucket/prefix",
+    )
+    revision: str = Field(default="main", min_length=1, max_length=128,
+                          description="Branch, tag or commit; pin a commit for reproducible artifacts.")
+    chat: bool = Field(default=False, description="Chat model: calibration applies the chat template.")
+    language: str | None = Field(default=None, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+                                 description="BCP-47 language of the model's users (e.g. zh, en).")
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None, description="Secret holding the hub token; never copied into status, logs or events.")
+    profile: str | None = Field(
+        default=None, max_length=128,
+        description="Name of a built-in catalog profile to plan with (default: inferred from the source).")
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="ConfigMap holding the model's config.json (key config.json) for planning.")
+
+
+class Calibration(Model):
+    dataset: str = Field(default="wikitext", min_length=1, max_length=512,
+                         description="Hub dataset name, or file:///path or pvc://claim/path to .jsonl/.txt.")
+    config: str | None = Field(default="wikitext-2-raw-v1", max_length=128, description="Dataset config name.")
+    split: str = Field(default="train", min_length=1, max_length=64)
+    text_field: str = Field(default="text", min_length=1, max_length=64)
+    samples: int = Field(default=256, ge=1, le=8192)
+    max_sequence_length: int = Field(default=2048, ge=16, le=131072)
+
+
+class Quantization(Model):
+    method: Method = Method.AUTO
+    group_size: Literal[32, 64, 128, 256, -1] = Field(default=128, description="-1 means per channel.")
+    calibration: Calibration = Field(default_factory=Calibration)
+    fallback: list[Method] | None = Field(
+        default=None, max_length=7,
+        description="Ladder tried when the gate fails (default derived from the method).")
+
+
+class Perplexity(Model):
+    dataset: str = Field(default="wikitext", min_length=1, max_length=512)
+    config: str | None = Field(default="wikitext-2-raw-v1", max_length=128)
+    split: str = Field(default="test", min_length=1, max_length=64)
+    text_field: str = Field(default="text", min_length=1, max_length=64)
+    max_increase: float = Field(default=0.3, ge=0, description="Absolute perplexity increase allowed.")
+    max_increase_percent: float = Field(default=5.0, ge=0, le=1000, description="Relative increase allowed (%).")
+    max_tokens: int = Field(default=65536, ge=256, le=10_000_000, description="Held-out tokens scored.")
+    stride: int = Field(default=512, ge=16, le=131072, description="Sliding-window stride in tokens.")
+
+
+class Task(Model):
+    name: str = Field(min_length=1, max_length=128, description="lm-eval task name.")
+    max_drop_percent: float = Field(default=2.0, ge=0, le=100)
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    num_fewshot: int | None = Field(default=None, ge=0, le=64)
+
+
+class Prompts(Model):
+    config_map_ref: ConfigMapKeyRef
+    min_pass_percent: float = Field(default=99.0, ge=0, le=100,
+                                    description="Candidate pass rate relative to the baseline's, in percent.")
+
+
+class Evaluation(Model):
+    perplexity: Perplexity = Field(default_factory=Perplexity)
+    tasks: list[Task] = Field(default_factory=list, max_length=32)
+    prompts: Prompts | None = None
+    generation_check: bool = Field(default=True, description="Reject empty or degenerate repeated generations.")
+
+
+class GPU(Model):
+    product: str | None = Field(default=None, max_length=128,
+                                description="nvidia.com/gpu.product; absent: the planner chooses from the fleet.")
+    max_per_replica: int = Field(default=8, ge=1, le=512, description="GPU budget of one replica.")
+
+
+class Resources(Model):
+    cpu: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")
+
+
+class Serving(Model):
+    replicas: int = Field(default=1, ge=0, le=1000)
+    max_model_len: int = Field(default=4096, ge=16, le=1_048_576, description="Context length one request may use.")
+    gpu: GPU = Field(default_factory=GPU)
+    kv_cache_dtype: KVCacheDtype = KVCacheDtype.AUTO
+    gpu_memory_utilization: float = Field(default=0.9, ge=0.1, le=0.99)
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
+    resources: Resources = Field(default_factory=Resources)
+    extra_args: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=64)
+
+
+class PVCStorage(Model):
+    claim_name: Name
+    sub_path: str = Field(default="qmodel", max_length=256, pattern=r"^[A-Za-z0-9._/-]*$")
+
+
+class Storage(Model):
+    pvc: PVCStorage = Field(default_factory=lambda: PVCStorage(claim_name="models"))
+
+
+class Toleration(Model):
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=253)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Jobs(Model):
+    node_selector: dict[str, Annotated[str, Field(max_length=253)]] = Field(default_factory=dict, max_length=64)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    queue_name: str | None = Field(default=None, max_length=63, description="Kueue LocalQueue name.")
+    active_deadline_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
+    backoff_limit: int = Field(default=1, ge=0, le=10, description="Pod retries per Job.")
+    quantizer_image: str = Field(default=DEFAULT_QUANTIZER_IMAGE, min_length=1, max_length=512)
+    evaluator_image: str = Field(default=DEFAULT_EVALUATOR_IMAGE, min_length=1, max_length=512)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class QuantizedModelSpec(Model):
+    model: ModelSource
+    quantization: Quantization = Field(default_factory=Quantization)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    serving: Serving = Field(default_factory=Serving)
+    storage: Storage = Field(default_factory=Storage)
+    jobs: Jobs = Field(default_factory=Jobs)
+    suspend: bool = Field(default=False, description="Start no new work (running Jobs finish).")

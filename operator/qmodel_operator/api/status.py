@@ -1,0 +1,99 @@
+"""The QuantizedModel status. Conditions follow metav1.Condition; there is deliberately no ``phase``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .spec import Method, Model
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(Model):
+    type: str = Field(max_length=316)
+    status: ConditionStatus
+    reason: str = Field(max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(description="RFC 3339; changes only when status flips.")
+    observed_generation: int | None = None
+
+
+class Plan(Model):
+    method: Method
+    scheme: str = Field(default="", max_length=64, description="e.g. W4A16_ASYM, W8A8, FP8_DYNAMIC, BF16.")
+    gpu_product: str | None = Field(default=None, max_length=128)
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpus_per_replica: int = 0
+    memory_per_gpu_gi_b: float = Field(default=0.0, alias="memoryPerGpuGiB")
+    kv_cache_tokens: int = 0
+    fits: bool = False
+    reasons: list[str] = Field(default_factory=list, max_length=256)
+    warnings: list[str] = Field(default_factory=list, max_length=256)
+    # Extra breakdown users and metrics want; the planner fills what it knows.
+    weights_per_gpu_gi_b: float | None = Field(default=None, alias="weightsPerGpuGiB")
+    kv_cache_per_gpu_gi_b: float | None = Field(default=None, alias="kvCachePerGpuGiB")
+    reserve_gi_b: float | None = Field(default=None, alias="reserveGiB")
+    budget_per_gpu_gi_b: float | None = Field(default=None, alias="budgetPerGpuGiB")
+    fp16_gpus_per_replica: int | None = Field(default=None, description="GPUs the same model needs unquantized.")
+    compute_capability: str | None = Field(default=None, max_length=8)
+    model_profile: str | None = Field(default=None, max_length=128)
+    parameters_billions: float | None = None
+    ladder: list[Method] = Field(default_factory=list, max_length=8,
+                                 description="Rungs tried in order when the gate fails.")
+
+
+class Artifact(Model):
+    uri: str = Field(max_length=2048)
+    key: str = Field(default="", max_length=64, description="Content address (hash of what produced it).")
+    method: Method | None = None
+    digest: str | None = Field(default=None, max_length=128)
+    size_bytes: int | None = None
+
+
+class TaskResult(Model):
+    name: str = Field(max_length=128)
+    metric: str | None = Field(default=None, max_length=64)
+    baseline: float | None = None
+    candidate: float | None = None
+    drop_percent: float | None = None
+    passed: bool | None = None
+
+
+class EvaluationStatus(Model):
+    method: Method | None = None
+    baseline_perplexity: float | None = None
+    perplexity: float | None = None
+    perplexity_increase: float | None = None
+    perplexity_increase_percent: float | None = None
+    tasks: list[TaskResult] = Field(default_factory=list, max_length=32)
+    baseline_prompts_pass_percent: float | None = None
+    prompts_pass_percent: float | None = None
+    generation_ok: bool | None = None
+    passed: bool | None = None
+    reasons: list[str] = Field(default_factory=list, max_length=64)
+
+
+Outcome = Literal["Running", "Passed", "GateFailed", "Failed", "Skipped", "Superseded"]
+
+
+class Attempt(Model):
+    method: Method
+    outcome: Outcome
+    reason: str = Field(default="", max_length=4096)
+    artifact_key: str | None = Field(default=None, max_length=64)
+    retries: int = 0
+
+
+class QuantizedModelStatus(Model):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    plan: Plan | None = None
+    artifact: Artifact | None = None
+    serving_artifact: Artifact | None = Field(default=None, description="The artifact the Deployment serves now.")
+    evaluation: EvaluationStatus | None = None
+    attempts: list[Attempt] = Field(default_factory=list, max_length=32)
+    endpoint: str | None = Field(default=None, max_length=512)
+    ready_replicas: int | None = None

@@ -1,0 +1,1 @@
+"""Subcommands of the `qmodel` CLI, one module each."""

@@ -1,0 +1,1 @@
+"""Pure builders of the child objects (Jobs, Deployment, Service); deterministic names."""
