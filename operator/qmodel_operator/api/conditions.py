@@ -39,6 +39,8 @@ class Reason(StrEnum):
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     UNSCHEDULABLE = "Unschedulable"
+    BAD_INPUT = "BadInput"
+    QUEUED = "Queued"
     ARTIFACT_REUSED = "ArtifactReused"
     NOT_REQUIRED = "NotRequired"
     # gate

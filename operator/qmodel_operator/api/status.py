@@ -84,7 +84,10 @@ class Attempt(Model):
     outcome: Outcome
     reason: str = Field(default="", max_length=4096)
     artifact_key: str | None = Field(default=None, max_length=64)
-    retries: int = 0
+    evaluation_key: str | None = Field(default=None, max_length=64,
+                                       description="Content address of the gate run (artifact + evaluation spec).")
+    retries: int = Field(default=0, description="Jobs of this attempt recreated after a retryable failure.")
+    generation: int | None = Field(default=None, description="metadata.generation the attempt started at.")
 
 
 class QuantizedModelStatus(Model):
@@ -93,6 +96,7 @@ class QuantizedModelStatus(Model):
     plan: Plan | None = None
     artifact: Artifact | None = None
     serving_artifact: Artifact | None = Field(default=None, description="The artifact the Deployment serves now.")
+    served_plan: Plan | None = Field(default=None, description="The plan (TP, GPUs) the Deployment serves with now.")
     evaluation: EvaluationStatus | None = None
     attempts: list[Attempt] = Field(default_factory=list, max_length=32)
     endpoint: str | None = Field(default=None, max_length=512)
