@@ -1,0 +1,373 @@
+"""The planner (pure): which precision, which GPU product, what TP/PP, does it fit — and why not, with numbers.
+
+``plan(spec, profile, fleet)`` returns ``api.status.Plan``; the same function backs ``status.plan`` and
+``qmodel plan``.
+
+Decision tree (DESIGN.md §3):
+
+1. No schedulable GPU in the fleet → GGUF Q4_K_M on CPU (checked against the largest CPU node's allocatable memory).
+2. ``method: auto`` → the precision ladder, highest quality first: none (bf16/fp16) → fp8 (only on compute
+   capability ≥ 8.9) → int8 (W8A8) → awq (gptq for MoE) → infeasible. Models under 3 B parameters never go
+   below 8-bit. The first rung that fits within ``spec.serving.gpu.maxPerReplica`` GPUs wins, at the smallest
+   legal TP; when a node's GPUs are not enough, TP stays at the largest legal size ≤ GPUs per node and PP grows
+   across nodes.
+3. An explicit method is honoured (with the seed's warnings: 4-bit on < 3 B, AWQ on MoE, FP8 below 8.9 runs
+   weight-only), or reported infeasible.
+4. GPU product: ``spec.serving.gpu.product`` when given; otherwise every pool of the fleet is planned and the
+   winner is, in order: the highest-precision rung, then the fewest GPUs per replica, then the least GPU memory
+   per replica (GPUs × memory: the smallest shape that does the job), then the product name.
+
+A layout fits when ``weights/GPU + RESERVE_GIB + KV(maxModelLen) ≤ gpuMemoryUtilization × GPU memory``;
+``kvCacheTokens`` is how many tokens of KV the rest of the budget holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..api.spec import Method, QuantizedModelSpec
+from ..api.status import Plan
+from .fleet import Fleet, GPUPool
+from .memory import (
+    CPU_RESERVE_GIB,
+    GIB,
+    RESERVE_GIB,
+    WeightFormat,
+    marlin_rejection,
+    tp_rejection,
+    weight_bytes_per_gpu,
+    weight_format,
+)
+from .profiles import ModelProfile, kv_bytes_per_token
+
+FP8_W8A8_MIN_CC = (8, 9)
+# Upper bound for the unconstrained FP16 sizing (plan.fp16GpusPerReplica); the API's maxPerReplica limit.
+FP16_SIZING_MAX_GPUS = 512
+
+
+@dataclass(frozen=True)
+class Layout:
+    tp: int
+    pp: int
+    weights_gib: float
+    kv_gib: float  # KV of one maxModelLen request on this GPU
+    reserve_gib: float
+    budget_gib: float
+    kv_tokens: int  # tokens of KV the budget holds after weights and reserve
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def need_gib(self) -> float:
+        return self.weights_gib + self.kv_gib + self.reserve_gib
+
+
+@dataclass
+class RungResult:
+    method: Method
+    fmt: WeightFormat | None
+    pool: GPUPool | None
+    layout: Layout | None = None  # the fitting layout
+    closest: Layout | None = None  # the largest layout tried when nothing fits
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.layout is not None
+
+
+def _kv_dtype_bytes(spec: QuantizedModelSpec, profile: ModelProfile) -> int:
+    return 1 if spec.serving.kv_cache_dtype == "fp8" else profile.dtype_bytes
+
+
+def layout_for(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, tp: int, pp: int,
+               spec: QuantizedModelSpec) -> Layout:
+    util = spec.serving.gpu_memory_utilization
+    budget = util * pool.shape.memory_gib
+    weights = weight_bytes_per_gpu(profile, fmt, tp, pp) / GIB
+    per_token = kv_bytes_per_token(profile, tp=tp, pp=pp, kv_dtype_bytes=_kv_dtype_bytes(spec, profile))
+    free = budget - weights - RESERVE_GIB
+    kv_tokens = max(0, math.floor(free * GIB / per_token)) if per_token else 0
+    return Layout(tp, pp, weights, spec.serving.max_model_len * per_token / GIB, RESERVE_GIB, budget, kv_tokens)
+
+
+def legal_tps(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, max_gpus: int) -> tuple[list[int], list[str]]:
+    """TP sizes vLLM accepts on this pool, ascending, and why the others up to the node size are refused."""
+    legal: list[int] = []
+    rejected: list[str] = []
+    limit = min(pool.gpus_per_node, max_gpus)
+    for tp in range(1, limit + 1):
+        why = tp_rejection(profile, tp) or marlin_rejection(profile, fmt, tp)
+        if why is None and pool.shape.mig and tp > 1:
+            why = "MIG devices cannot form a tensor-parallel group"
+        if why:
+            if tp & (tp - 1) == 0:  # report the sizes people ask for (powers of two); others are noise
+                rejected.append(f"TP {tp}: {why}")
+        else:
+            legal.append(tp)
+    return legal, rejected
+
+
+def fit_on_pool(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, spec: QuantizedModelSpec,
+                max_gpus: int, *, enforce_nodes: bool = True) -> RungResult:
+    """Smallest legal TP (PP 1) that fits; then PP across nodes at the largest legal TP ≤ GPUs per node."""
+    result = RungResult(fmt.method, fmt, pool)
+    name = pool.shape.product
+    if pool.shape.cc < fmt.min_cc:
+        result.reasons.append(
+            f"{name}: {fmt.method} ({fmt.scheme}) needs compute capability ≥ {fmt.min_cc[0]}.{fmt.min_cc[1]}, "
+            f"the GPU has {pool.shape.cc_str}")
+        return result
+    tps, rejected = legal_tps(profile, fmt, pool, max_gpus)
+    if not tps:
+        result.reasons.append(f"{name}: {fmt.method} ({fmt.scheme}) has no legal tensor-parallel size for "
+                              f"{profile.name} within {min(pool.gpus_per_node, max_gpus)} GPU(s): "
+                              + "; ".join(rejected))
+        return result
+    tried: Layout | None = None
+    for tp in tps:
+        tried = layout_for(profile, fmt, pool, tp, 1, spec)
+        if tried.kv_tokens >= spec.serving.max_model_len:
+            result.layout = tried
+            return result
+    tp = tps[-1]
+    slots = sum(n.gpus // tp for n in pool.nodes) if enforce_nodes else FP16_SIZING_MAX_GPUS
+    max_pp = min(profile.num_layers, max_gpus // tp, slots)
+    for pp in range(2, max_pp + 1):
+        tried = layout_for(profile, fmt, pool, tp, pp, spec)
+        if tried.kv_tokens >= spec.serving.max_model_len:
+            result.layout = tried
+            return result
+    assert tried is not None
+    result.closest = tried
+    limits = [f"spec.serving.gpu.maxPerReplica {max_gpus}"]
+    if enforce_nodes and max_gpus // tp > slots and slots < profile.num_layers:
+        limits.append(f"{len(pool.nodes)} node(s) of {name} hold {slots} group(s) of {tp} GPUs")
+    result.reasons.append(
+        f"{name}: {profile.name} in {fmt.method} ({fmt.scheme}) does not fit {tried.gpus} GPU(s) "
+        f"(TP {tried.tp} × PP {tried.pp}; limit: {', '.join(limits)}): each GPU needs "
+        f"{tried.weights_gib:.2f} GiB weights + {tried.kv_gib:.2f} GiB KV for {spec.serving.max_model_len} tokens "
+        f"+ {tried.reserve_gib:.2f} GiB reserve = {tried.need_gib:.2f} GiB > budget {tried.budget_gib:.2f} GiB "
+        f"({spec.serving.gpu_memory_utilization:g} × {pool.shape.memory_gib:.2f} GiB)"
+        + (f"; refused TP sizes: {'; '.join(rejected)}" if rejected else ""))
+    return result
+
+
+def _eight_bit(cc: tuple[int, int]) -> Method:
+    return Method.FP8 if cc >= FP8_W8A8_MIN_CC else Method.INT8
+
+
+def auto_rungs(profile: ModelProfile, pool: GPUPool) -> tuple[list[Method], list[str]]:
+    """The `auto` ladder on one pool, and why rungs were skipped."""
+    skipped: list[str] = []
+    rungs = [Method.NONE]
+    if pool.shape.cc >= FP8_W8A8_MIN_CC:
+        rungs.append(Method.FP8)
+    else:
+        skipped.append(f"{pool.shape.product}: fp8 skipped: compute capability {pool.shape.cc_str} < 8.9 "
+                       "(FP8 W8A8 needs Ada or Hopper)")
+    rungs.append(Method.INT8)
+    if profile.is_small:
+        skipped.append(f"4-bit skipped: {profile.name} has {profile.parameters_billions:.2f} B parameters "
+                       "(< 3 B models never go below 8-bit)")
+    else:
+        rungs.append(Method.GPTQ if profile.is_moe else Method.AWQ)
+    return rungs, skipped
+
+
+def method_warnings(method: Method, profile: ModelProfile, cc: tuple[int, int] | None,
+                    group_size: int) -> list[str]:
+    """The seed's warnings for an explicitly chosen method."""
+    out: list[str] = []
+    fmt = weight_format(method, group_size)
+    if fmt.is_4bit and profile.is_small:
+        out.append(f"spec.quantization.method {method}: 4-bit on a {profile.parameters_billions:.2f} B-parameter "
+                   "model (< 3 B) loses disproportionate quality; int8 or none is recommended")
+    if method is Method.AWQ and profile.is_moe:
+        out.append(f"spec.quantization.method awq: llm-compressor's AWQ does not support MoE models "
+                   f"({profile.name} has {profile.num_experts} experts); gptq is recommended")
+    if method is Method.FP8 and cc is not None and (8, 0) <= cc < FP8_W8A8_MIN_CC:
+        out.append(f"spec.quantization.method fp8: compute capability {cc[0]}.{cc[1]} < 8.9 runs FP8 weight-only "
+                   "(FP8 Marlin): the memory saving without the W8A8 speed-up")
+    return out
+
+
+def _rank(result: RungResult, rung_index: int) -> tuple[int, int, int, str]:
+    assert result.layout is not None and result.pool is not None
+    gpus = result.layout.gpus
+    return rung_index, gpus, gpus * result.pool.shape.memory_mib, result.pool.shape.product
+
+
+def _cpu_plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, method: Method) -> Plan:
+    fmt = weight_format(Method.GGUF)
+    weights = weight_bytes_per_gpu(profile, fmt) / GIB
+    per_token = kv_bytes_per_token(profile, kv_dtype_bytes=_kv_dtype_bytes(spec, profile))
+    kv = spec.serving.max_model_len * per_token / GIB
+    need = weights + kv + CPU_RESERVE_GIB
+    largest = fleet.max_cpu_node_memory_bytes / GIB
+    reasons: list[str] = []
+    warnings = ["no schedulable GPU in the fleet: planning GGUF Q4_K_M for CPU serving"]
+    if method not in (Method.AUTO, Method.GGUF):
+        reasons.append(f"spec.quantization.method {method}: needs GPUs and the fleet has no schedulable GPU "
+                       "(use auto or gguf for CPU serving)")
+    if fleet.cpu_nodes and need > largest:
+        reasons.append(f"{profile.name} in gguf (Q4_K_M) needs {weights:.2f} GiB weights + {kv:.2f} GiB KV for "
+                       f"{spec.serving.max_model_len} tokens + {CPU_RESERVE_GIB:.2f} GiB reserve = {need:.2f} GiB; "
+                       f"the largest CPU node allocates {largest:.2f} GiB")
+    if not fleet.cpu_nodes:
+        warnings.append("no schedulable node seen: host memory was not checked")
+    kv_tokens = spec.serving.max_model_len
+    if fleet.cpu_nodes and per_token:
+        kv_tokens = max(0, math.floor((largest - weights - CPU_RESERVE_GIB) * GIB / per_token))
+    return Plan(
+        method=Method.GGUF, scheme=fmt.scheme, gpu_product=None, tensor_parallel_size=1, pipeline_parallel_size=1,
+        gpus_per_replica=0, memory_per_gpu_gi_b=round(need, 2), kv_cache_tokens=kv_tokens, fits=not reasons,
+        reasons=reasons, warnings=warnings, weights_per_gpu_gi_b=round(weights, 2), kv_cache_per_gpu_gi_b=round(kv, 2),
+        reserve_gi_b=CPU_RESERVE_GIB, budget_per_gpu_gi_b=round(largest, 2) if fleet.cpu_nodes else None,
+        model_profile=profile.name, parameters_billions=round(profile.parameters_billions, 3), ladder=[],
+    )
+
+
+def _select_pools(spec: QuantizedModelSpec, fleet: Fleet) -> tuple[list[GPUPool], list[str]]:
+    pools = fleet.pools
+    wanted = spec.serving.gpu.product
+    if not wanted:
+        return pools, []
+    chosen = [p for p in pools if p.shape.product.lower() == wanted.lower()]
+    if chosen:
+        return chosen, []
+    have = ", ".join(sorted({p.shape.product for p in pools})) or "none"
+    return [], [f"spec.serving.gpu.product: no schedulable node has {wanted} (the fleet has: {have})"]
+
+
+def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, method: Method | None = None) -> Plan:
+    """Plan ``spec`` for ``profile`` on ``fleet``. ``method`` overrides spec.quantization.method (fallback rungs)."""
+    method = method or spec.quantization.method
+    if not fleet.has_gpus:
+        return _cpu_plan(spec, profile, fleet, method)
+    if method is Method.GGUF:
+        return _cpu_plan(spec, profile, fleet, method)
+
+    max_gpus = spec.serving.gpu.max_per_replica
+    group = spec.quantization.group_size
+    pools, reasons = _select_pools(spec, fleet)
+    warnings: list[str] = []
+    max_pos = profile.max_position_embeddings
+    if max_pos and spec.serving.max_model_len > max_pos:
+        reasons.append(f"spec.serving.maxModelLen: {spec.serving.max_model_len} tokens exceeds {profile.name}'s "
+                       f"max_position_embeddings {max_pos}")
+        pools = []
+
+    best: tuple[tuple[int, int, int, str], RungResult] | None = None
+    skipped: list[str] = []
+    for pool in pools:
+        if method is Method.AUTO:
+            rungs, why = auto_rungs(profile, pool)
+            skipped += why
+        else:
+            rungs = [method]
+        for index, rung in enumerate(rungs):
+            fmt = weight_format(rung, group, pool.shape.cc, profile.dtype)
+            result = fit_on_pool(profile, fmt, pool, spec, max_gpus)
+            if result.fits:
+                rank = _rank(result, index)
+                if best is None or rank < best[0]:
+                    best = (rank, result)
+                break
+            reasons += result.reasons
+
+    if best is None:
+        if method is Method.AUTO:
+            reasons += [s for s in dict.fromkeys(skipped) if s.startswith("4-bit")]
+        cc = pools[0].shape.cc if len(pools) == 1 else None
+        if method is not Method.AUTO:
+            warnings += method_warnings(method, profile, cc, group)
+        return Plan(
+            method=method, scheme=weight_format(method, group).scheme if method is not Method.AUTO else "",
+            gpu_product=pools[0].shape.product if len(pools) == 1 else spec.serving.gpu.product,
+            fits=False, reasons=reasons, warnings=warnings, model_profile=profile.name,
+            parameters_billions=round(profile.parameters_billions, 3),
+            compute_capability=pools[0].shape.cc_str if len(pools) == 1 else None,
+            gpus_per_replica=0,
+        )
+
+    result = best[1]
+    assert result.layout is not None and result.pool is not None and result.fmt is not None
+    pool, layout, fmt = result.pool, result.layout, result.fmt
+    if method is not Method.AUTO:
+        warnings += method_warnings(method, profile, pool.shape.cc, group)
+    if fmt.scheme == "FP16" and profile.dtype == "bfloat16":
+        warnings.append(f"{pool.shape.product} (compute capability {pool.shape.cc_str}) has no bf16: "
+                        "the model is served in fp16")
+    if layout.tp > profile.num_kv_heads:
+        warnings.append(f"TP {layout.tp} > {profile.num_kv_heads} KV heads: KV heads are replicated, "
+                        "so the KV cache per GPU stops shrinking")
+    replicas = spec.serving.replicas
+    if replicas > 1:
+        capacity = sum(n.gpus // layout.tp for n in pool.nodes) // layout.pp
+        if capacity < replicas:
+            warnings.append(f"spec.serving.replicas {replicas}: the fleet's {pool.total_gpus} {pool.shape.product} "
+                            f"GPUs hold {capacity} replica(s) of {layout.gpus} GPU(s)")
+    fp16 = fit_on_pool(profile, weight_format(Method.NONE, group, pool.shape.cc, profile.dtype), pool, spec,
+                       FP16_SIZING_MAX_GPUS, enforce_nodes=False)
+    out = Plan(
+        method=fmt.method,
+        scheme=fmt.scheme,
+        gpu_product=pool.shape.product,
+        tensor_parallel_size=layout.tp,
+        pipeline_parallel_size=layout.pp,
+        gpus_per_replica=layout.gpus,
+        memory_per_gpu_gi_b=round(layout.need_gib, 2),
+        kv_cache_tokens=layout.kv_tokens,
+        fits=True,
+        reasons=[],
+        warnings=warnings,
+        weights_per_gpu_gi_b=round(layout.weights_gib, 2),
+        kv_cache_per_gpu_gi_b=round(layout.kv_gib, 2),
+        reserve_gi_b=layout.reserve_gib,
+        budget_per_gpu_gi_b=round(layout.budget_gib, 2),
+        fp16_gpus_per_replica=fp16.layout.gpus if fp16.layout else None,
+        compute_capability=pool.shape.cc_str,
+        model_profile=profile.name,
+        parameters_billions=round(profile.parameters_billions, 3),
+    )
+    out.ladder = default_ladder(spec, profile, pool, out)
+    return out
+
+
+# Quality order, highest first; a fallback only ever moves up this list.
+_QUALITY = [Method.NONE, Method.FP8, Method.INT8, Method.AWQ, Method.GPTQ, Method.NF4, Method.GGUF]
+
+
+def default_ladder(spec: QuantizedModelSpec, profile: ModelProfile, pool: GPUPool, chosen: Plan) -> list[Method]:
+    """Rungs to try when ``chosen`` fails the gate: explicit spec.quantization.fallback wins; otherwise each
+    higher-precision rung that this GPU supports and that fits, nearest first (awq → [fp8 or int8, none])."""
+    if spec.quantization.fallback is not None:
+        return [m for m in spec.quantization.fallback if m is not chosen.method]
+    m = chosen.method
+    if m in (Method.NONE, Method.GGUF):
+        return []
+    cc = pool.shape.cc
+    if m is Method.FP8:
+        candidates = [Method.NONE]
+    elif m is Method.INT8:
+        candidates = [Method.FP8, Method.NONE] if cc >= FP8_W8A8_MIN_CC else [Method.NONE]
+    else:  # 4-bit
+        candidates = [_eight_bit(cc), Method.NONE]
+    out: list[Method] = []
+    for rung in candidates:
+        fmt = weight_format(rung, spec.quantization.group_size, cc, profile.dtype)
+        if fit_on_pool(profile, fmt, pool, spec, spec.serving.gpu.max_per_replica).fits:
+            out.append(rung)
+    return out
+
+
+def fallback_ladder(spec: QuantizedModelSpec, plan: Plan) -> list[Method]:
+    """Rungs to try, in order, after ``plan.method`` fails the gate (what plan() stored, or the explicit list)."""
+    if spec.quantization.fallback is not None:
+        return [m for m in spec.quantization.fallback if m is not plan.method]
+    return list(plan.ladder)
