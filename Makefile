@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	# CPU torch from the pinned release first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,quantize,evaluate]'
+	$(PY) -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 	touch $@
 
 install: $(STAMP)
