@@ -137,6 +137,8 @@ def fit_on_pool(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, spec: Q
     tp = tps[-1]
     slots = sum(n.gpus // tp for n in pool.nodes) if enforce_nodes else FP16_SIZING_MAX_GPUS
     max_pp = min(profile.num_layers, max_gpus // tp, slots)
+    if pool.shape.mig:  # MIG devices cannot talk to each other over NCCL: no TP, no PP
+        max_pp = 1
     for pp in range(2, max_pp + 1):
         tried = layout_for(profile, fmt, pool, tp, pp, spec)
         if tried.kv_tokens >= spec.serving.max_model_len:
@@ -145,7 +147,9 @@ def fit_on_pool(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, spec: Q
     assert tried is not None
     result.closest = tried
     limits = [f"spec.serving.gpu.maxPerReplica {max_gpus}"]
-    if enforce_nodes and max_gpus // tp > slots and slots < profile.num_layers:
+    if pool.shape.mig:
+        limits.append("MIG devices: one device per replica")
+    elif enforce_nodes and max_gpus // tp > slots and slots < profile.num_layers:
         limits.append(f"{len(pool.nodes)} node(s) of {name} hold {slots} group(s) of {tp} GPUs")
     result.reasons.append(
         f"{name}: {profile.name} in {fmt.method} ({fmt.scheme}) does not fit {tried.gpus} GPU(s) "
