@@ -1,0 +1,814 @@
+"""The next action: a pure function of (spec, generation, status, observed children, now) → (actions, status).
+
+``decide`` is the whole state machine of a QuantizedModel. It is level-based: it reads what the cluster holds
+(the resource with its persisted status, the Jobs and their pods, the artifact/evaluation records, the Deployment)
+and returns what should be done next plus the status to write. It never reads a clock (``now`` is a parameter) and
+never does I/O; reconcile.py executes the actions it returns.
+
+Stages, one condition each, ``Ready`` aggregating:
+
+    Planned    status.plan from the planner (for the current rung); InvalidSpec / Infeasible otherwise
+    Quantized  artifact record present (ArtifactReused or JobSucceeded), or a quantize Job running/failed;
+               NotRequired for ``none`` (serves the source) and ``nf4`` (vLLM quantizes in flight)
+    Evaluated  evaluation record present (GatePassed / GateFailed), or an evaluate Job running/failed;
+               NotRequired for ``none``
+    Serving    the Deployment applied with the served artifact and rolled out (Available) or rolling out
+    Ready      all of the above for the current spec
+
+The fallback ladder: rungs are ``[plan.method] + fallback_ladder``. ``status.attempts`` is the persisted record of
+each try, identified by (method, artifact key, evaluation key). A rung whose attempt failed the gate is skipped and
+the next rung starts; when every rung failed, Ready=False reason GateFailed. An attempt whose identity no longer
+matches any rung (a quantization or evaluation field was edited) is marked Superseded; a Failed attempt (a Job
+failure, not a gate failure) from an older generation is Superseded too, so any edit retries it.
+
+Job failures map to distinct reasons: OOMKilled (pod reason OOMKilled, or the job's own exit code 4),
+DeadlineExceeded (Job condition), BadInput (exit 2), Unsupported (exit 5), BackoffLimitExceeded (any other
+failure, e.g. exit 1). Only the last is retried — an unexpected error may be transient; the same pod with the same
+memory will OOM again, a deadline will pass again and bad input stays bad. Retries recreate the Job as ``-r<N>``
+up to ``max_retries`` and are counted in ``attempts[*].retries``. ImagePullBackOff / ErrImagePull and an
+Unschedulable pod are not failures of the Job (Kubernetes keeps trying, the Job's activeDeadlineSeconds bounds
+it) and are reported as the stage's reason while they last. A suspended Job (Kueue) is reported as Queued.
+
+Serving: the Deployment is built from the *served* plan and artifact. A passed rung becomes the served one;
+until then the previously served artifact (``status.servingArtifact`` + ``status.servedPlan``) keeps serving, with
+the current serving-only fields (replicas, maxModelLen, image, resources). ``spec.suspend`` blocks every action
+that starts work (Job creation, Deployment apply); recording results of Jobs that already ran is not new work.
+Plans that cannot be served yet — ``gguf`` (CPU serving) and pipeline parallelism > 1 (needs LeaderWorkerSet) —
+stop before any Job starts with Ready=False reason Unsupported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.conditions import ConditionType, Reason, set_condition
+from ..api.jobcontract import SCHEMES, EvaluateResult, ExitCode, QuantizeResult, artifact_dir, artifact_key
+from ..api.spec import Method, QuantizedModelSpec
+from ..api.status import Artifact, Attempt, Condition, EvaluationStatus, Plan, QuantizedModelStatus
+
+MAX_ATTEMPTS = 32
+
+# ---------------------------------------------------------------------------------------------------------------
+# Observations (what reconcile read from the cluster, already reduced to what decisions need)
+
+
+@dataclass(frozen=True)
+class PodObs:
+    name: str
+    phase: str = "Pending"
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    message: str | None = None  # the termination message (the job's one-line JSON result)
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    unschedulable_message: str | None = None
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class JobObs:
+    name: str
+    component: str  # "quantize" | "evaluate"
+    key: str  # artifact key (quantize) or evaluation key (evaluate)
+    retry: int = 0  # the -r<N> index of its name
+    generation: int = 0  # the QuantizedModel's metadata.generation when the Job was created
+    artifact_key: str = ""
+    method: str = ""
+    suspended: bool = False
+    active: int = 0
+    succeeded: bool = False
+    failed_reason: str | None = None  # the Job's Failed condition reason (BackoffLimitExceeded, DeadlineExceeded…)
+    failed_message: str = ""
+    start_time: str | None = None
+    pods: tuple[PodObs, ...] = ()
+
+    def terminated_pod(self) -> PodObs | None:
+        """The pod whose terminated state tells the result: a succeeded one first, else the latest terminated."""
+        done = [p for p in self.pods if p.exit_code is not None]
+        ok = [p for p in done if p.exit_code == 0]
+        if ok:
+            return ok[-1]
+        return sorted(done, key=lambda p: (p.created, p.name))[-1] if done else None
+
+
+@dataclass(frozen=True)
+class DeploymentObs:
+    name: str
+    applied_hash: str | None
+    generation: int = 0
+    observed_generation: int = 0
+    spec_replicas: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    jobs: tuple[JobObs, ...] = ()
+    artifacts: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # artifact key → QuantizeResult JSON
+    evaluations: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # evaluation key → EvaluateResult
+    deployment: DeploymentObs | None = None
+    service_hash: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rungs and actions
+
+
+@dataclass(frozen=True)
+class Rung:
+    method: Method
+    plan: Plan
+    artifact_key: str
+    evaluation_key: str
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    plan: Plan
+    artifact_uri: str | None  # None: serve the source (none, nf4)
+    artifact_key: str
+
+
+@dataclass(frozen=True)
+class CreateQuantizeJob:
+    rung: Rung
+    retry: int
+
+
+@dataclass(frozen=True)
+class CreateEvaluateJob:
+    rung: Rung
+    retry: int
+    artifact_uri: str | None  # None: the candidate is the source (nf4, quantized in flight)
+
+
+@dataclass(frozen=True)
+class RecordArtifact:
+    key: str
+    result: dict[str, Any]
+    produced_by: str
+    method: str
+
+
+@dataclass(frozen=True)
+class RecordEvaluation:
+    key: str
+    artifact_key: str
+    result: dict[str, Any]
+    produced_by: str
+
+
+@dataclass(frozen=True)
+class ApplyDeployment:
+    target: ServingTarget
+
+
+@dataclass(frozen=True)
+class ApplyService:
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = CreateQuantizeJob | CreateEvaluateJob | RecordArtifact | RecordEvaluation | ApplyDeployment | ApplyService
+
+
+@dataclass
+class Decision:
+    status: QuantizedModelStatus
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+WARNING_REASONS = {
+    Reason.INVALID_SPEC, Reason.INFEASIBLE, Reason.JOB_FAILED, Reason.OOM_KILLED, Reason.DEADLINE_EXCEEDED,
+    Reason.BACKOFF_LIMIT_EXCEEDED, Reason.IMAGE_PULL_BACK_OFF, Reason.UNSCHEDULABLE, Reason.GATE_FAILED,
+    Reason.FALLING_BACK, Reason.UNSUPPORTED, Reason.BAD_INPUT,
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def evaluation_key(rung_key: str, spec: QuantizedModelSpec) -> str:
+    """Content address of one gate run: the candidate, the evaluation spec, the evaluator image."""
+    material = {
+        "candidate": rung_key,
+        "evaluation": spec.evaluation.model_dump(mode="json", by_alias=True),
+        "evaluatorImage": spec.jobs.evaluator_image,
+    }
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def rung_key(spec: QuantizedModelSpec, method: Method, scheme: str | None = None) -> str:
+    return artifact_key(
+        source=spec.model.source,
+        revision=spec.model.revision,
+        method=method,
+        scheme=scheme or SCHEMES.get(method, ""),
+        group_size=spec.quantization.group_size,
+        calibration=spec.quantization.calibration,
+        quantizer_image=spec.jobs.quantizer_image,
+    )
+
+
+def build_rungs(spec: QuantizedModelSpec, base: Plan, fallback: Sequence[Method],
+                plan_for: Callable[[Method], Plan]) -> list[Rung]:
+    """``[base.method] + fallback`` with their plans and content addresses (plan_for is the pure planner)."""
+    out: list[Rung] = []
+    seen: set[Method] = set()
+    for method in [base.method, *fallback]:
+        if method in seen or method is Method.AUTO:
+            continue
+        seen.add(method)
+        p = base if method is base.method else plan_for(method)
+        key = rung_key(spec, method, p.scheme or None)
+        out.append(Rung(method=method, plan=p, artifact_key=key, evaluation_key=evaluation_key(key, spec)))
+    return out
+
+
+def _identity(a: Attempt) -> tuple[str, str | None, str | None]:
+    return (str(a.method), a.artifact_key, a.evaluation_key)
+
+
+def _rung_identity(r: Rung) -> tuple[str, str | None, str | None]:
+    evaluation = None if r.method is Method.NONE else r.evaluation_key
+    return (str(r.method), r.artifact_key, evaluation)
+
+
+def plan_summary(p: Plan) -> str:
+    where = f"{p.gpus_per_replica}x {p.gpu_product}" if p.gpu_product else "CPU"
+    parts = [f"{p.method} ({p.scheme})" if p.scheme else str(p.method), f"on {where}",
+             f"TP {p.tensor_parallel_size}"]
+    if p.pipeline_parallel_size > 1:
+        parts.append(f"PP {p.pipeline_parallel_size}")
+    text = " ".join(parts)
+    if p.memory_per_gpu_gi_b and p.budget_per_gpu_gi_b:
+        text += f", {p.memory_per_gpu_gi_b:.1f} of {p.budget_per_gpu_gi_b:.1f} GiB per GPU"
+    if p.kv_cache_tokens:
+        text += f", KV cache {p.kv_cache_tokens} tokens"
+    return text
+
+
+def unsupported_reason(p: Plan) -> str | None:
+    if p.method is Method.GGUF:
+        return (f"the plan chose gguf {p.scheme or 'Q4_K_M'} because the fleet has no schedulable GPU "
+                "(no node with allocatable nvidia.com/gpu); CPU serving is not built yet")
+    if p.pipeline_parallel_size > 1:
+        return (f"the plan needs pipeline parallelism {p.pipeline_parallel_size} x tensor parallelism "
+                f"{p.tensor_parallel_size} across nodes ({p.gpus_per_replica} GPUs per replica); multi-node "
+                "serving needs LeaderWorkerSet, not yet built")
+    return None
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    if not message:
+        return None
+    line = message.strip().splitlines()[-1] if message.strip() else ""
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _result_message(pod: PodObs | None) -> str:
+    parsed = parse_result(pod.message if pod else None)
+    if parsed and parsed.get("message"):
+        return str(parsed["message"])[:500]
+    if pod and pod.message and not parsed:
+        return pod.message.strip()[:500]
+    return ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    retryable: bool
+
+
+def classify_failure(job: JobObs, spec: QuantizedModelSpec) -> Failure:
+    """Why a failed Job failed, as a distinct reason with the numbers, and whether a retry can help."""
+    pod = job.terminated_pod()
+    code = pod.exit_code if pod else None
+    detail = _result_message(pod)
+    suffix = f": {detail}" if detail else ""
+    memory = spec.jobs.resources.memory
+    if (pod and pod.terminated_reason == "OOMKilled") or code == int(ExitCode.OUT_OF_MEMORY):
+        limit = f"the memory limit spec.jobs.resources.memory is {memory}" if memory else \
+            "spec.jobs.resources.memory is not set (the node's memory applies)"
+        how = "killed by the kernel (OOMKilled)" if code != int(ExitCode.OUT_OF_MEMORY) else \
+            f"out of memory (exit code {code})"
+        return Failure(Reason.OOM_KILLED, f"job {job.name} ran {how}; {limit}{suffix}", False)
+    if job.failed_reason == "DeadlineExceeded":
+        return Failure(Reason.DEADLINE_EXCEEDED,
+                       f"job {job.name} ran longer than spec.jobs.activeDeadlineSeconds "
+                       f"({spec.jobs.active_deadline_seconds} s){suffix}", False)
+    if code == int(ExitCode.BAD_INPUT):
+        return Failure(Reason.BAD_INPUT, f"job {job.name} rejected its input (exit code 2){suffix}", False)
+    if code == int(ExitCode.UNSUPPORTED):
+        return Failure(Reason.UNSUPPORTED, f"job {job.name}: the image cannot produce this format (exit code 5)"
+                                           f"{suffix}", False)
+    what = f"exit code {code}" if code is not None else (job.failed_reason or "failed")
+    msg = job.failed_message.strip()
+    extra = f" ({msg})" if msg and not detail else ""
+    return Failure(Reason.BACKOFF_LIMIT_EXCEEDED,
+                   f"job {job.name} failed after spec.jobs.backoffLimit={spec.jobs.backoff_limit} pod retries "
+                   f"({what}){extra}{suffix}", True)
+
+
+def stuck_state(job: JobObs) -> tuple[str, str] | None:
+    """A Job that is not failed but cannot progress: image pull errors, unschedulable pods, Kueue queueing."""
+    for pod in job.pods:
+        if pod.waiting_reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            return (Reason.IMAGE_PULL_BACK_OFF,
+                    f"job {job.name}: pod {pod.name} cannot pull its image ({pod.waiting_reason}"
+                    + (f": {pod.waiting_message}" if pod.waiting_message else "") + ")")
+        if pod.unschedulable_message is not None:
+            return (Reason.UNSCHEDULABLE,
+                    f"job {job.name}: pod {pod.name} is unschedulable: {pod.unschedulable_message}")
+    if job.suspended:
+        return (Reason.QUEUED, f"job {job.name} is suspended, waiting for admission (Kueue queue)")
+    return None
+
+
+def _rollout_complete(dep: DeploymentObs, replicas: int) -> bool:
+    return (dep.observed_generation >= dep.generation and dep.updated_replicas >= replicas
+            and dep.available_replicas >= replicas and dep.replicas <= max(replicas, dep.updated_replicas)
+            and (replicas == 0 or dep.replicas == replicas))
+
+
+def condition_events(old: Sequence[Condition], new: Sequence[Condition]) -> list[Event]:
+    """One Event per condition whose status or reason changed (the transitions)."""
+    before = {c.type: c for c in old}
+    out: list[Event] = []
+    for c in new:
+        prev = before.get(c.type)
+        if prev is not None and prev.status == c.status and prev.reason == c.reason:
+            continue
+        kind = "Warning" if c.reason in WARNING_REASONS else "Normal"
+        out.append(Event(kind, c.reason, f"{c.type}={c.status}: {c.message}"[:1024]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decision
+
+
+@dataclass
+class _Ctx:
+    spec: QuantizedModelSpec
+    generation: int
+    now: datetime
+    observed: Observed
+    max_retries: int
+    conds: list[Condition]
+    actions: list[Action] = field(default_factory=list)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    produced_here: set[str] = field(default_factory=set)  # artifact keys produced by one of our Jobs
+    blocked: tuple[str, str] | None = None  # (reason, message) that keeps Ready False
+    falling_back: str | None = None  # message while a later rung runs after a gate failure
+    job_name: Callable[[str, str, int], str] = field(default=lambda c, k, r: default_job_name(c, k, r))
+
+    def set(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.conds = set_condition(self.conds, type_, status, reason, message,  # type: ignore[arg-type]
+                                   observed_generation=self.generation, now=self.now)
+
+
+def _harvest(ctx: _Ctx) -> None:
+    """Results of finished Jobs not yet recorded become records (whatever attempt they belonged to)."""
+    for job in ctx.observed.jobs:
+        pod = job.terminated_pod()
+        if job.component == "quantize":
+            if job.succeeded:
+                ctx.produced_here.add(job.key)
+            if not job.succeeded or job.key in ctx.artifacts:
+                continue
+            parsed = parse_result(pod.message if pod else None)
+            if parsed is None:
+                continue
+            try:
+                result = QuantizeResult.model_validate(parsed)
+            except ValidationError:
+                continue
+            if not result.ok:
+                continue
+            data = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            ctx.artifacts[job.key] = data
+            ctx.actions.append(RecordArtifact(job.key, data, job.name, str(result.method)))
+        elif job.component == "evaluate":
+            if job.key in ctx.evaluations:
+                continue
+            gate_failed = pod is not None and pod.exit_code == int(ExitCode.GATE_FAILED)
+            if not (job.succeeded or (job.failed_reason and gate_failed)):
+                continue
+            parsed = parse_result(pod.message if pod else None)
+            if parsed is None:
+                continue
+            try:
+                ev = EvaluateResult.model_validate(parsed)
+            except ValidationError:
+                continue
+            if gate_failed:
+                ev.passed = False
+            data = ev.model_dump(mode="json", by_alias=True, exclude_none=True)
+            ctx.evaluations[job.key] = data
+            ctx.actions.append(RecordEvaluation(job.key, job.artifact_key, data, job.name))
+
+
+def _jobs_for(ctx: _Ctx, component: str, key: str) -> list[JobObs]:
+    return sorted((j for j in ctx.observed.jobs if j.component == component and j.key == key),
+                  key=lambda j: j.retry)
+
+
+_PENDING, _DONE, _FAILED = "pending", "done", "failed"
+
+
+def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str, what: str,
+               create: Callable[[int], Action], job_name: Callable[[int], str]) -> str:
+    """Run one Job to completion: create it, report it while it runs, retry or fail it. Returns a state.
+
+    Jobs of this key created before the attempt's generation belong to an earlier (superseded) attempt and are
+    ignored; a new Job always takes the next free ``-r<N>`` index so names never clash.
+    """
+    every = _jobs_for(ctx, component, key)
+    mine = [j for j in every if j.generation >= (attempt.generation or 0)]
+    next_index = (every[-1].retry + 1) if every else 0
+    if not mine:
+        if ctx.spec.suspend:
+            msg = f"spec.suspend is true: not starting {what} (job {job_name(next_index)})"
+            ctx.set(cond, "False", Reason.SUSPENDED, msg)
+            ctx.blocked = (Reason.SUSPENDED, msg)
+            return _PENDING
+        ctx.actions.append(create(next_index))
+        msg = f"starting {what}: job {job_name(next_index)}"
+        ctx.set(cond, "False", Reason.PENDING, msg)
+        ctx.blocked = (Reason.PROGRESSING, msg)
+        return _PENDING
+    job = mine[-1]
+    used = len(mine) - 1
+    attempt.retries = max(attempt.retries, used)
+    if job.succeeded:
+        # A succeeded Job whose result could not be harvested.
+        pod = job.terminated_pod()
+        msg = (f"job {job.name} succeeded but left no valid result line in its pod's termination message"
+               + (f" (got {pod.message[:200]!r})" if pod and pod.message else ""))
+        ctx.set(cond, "False", Reason.JOB_FAILED, msg)
+        attempt.outcome, attempt.reason = "Failed", f"{Reason.JOB_FAILED}: {msg}"
+        ctx.blocked = (Reason.JOB_FAILED, msg)
+        return _FAILED
+    if job.failed_reason:
+        failure = classify_failure(job, ctx.spec)
+        if failure.retryable and used < ctx.max_retries:
+            if ctx.spec.suspend:
+                msg = f"spec.suspend is true: not retrying {what} ({failure.message})"
+                ctx.set(cond, "False", Reason.SUSPENDED, msg)
+                ctx.blocked = (Reason.SUSPENDED, msg)
+                return _PENDING
+            attempt.retries = used + 1
+            ctx.actions.append(create(next_index))
+            msg = (f"retry {used + 1}/{ctx.max_retries} of {what} as job {job_name(next_index)} after: "
+                   f"{failure.message}")
+            ctx.set(cond, "False", failure.reason, msg)
+            ctx.blocked = (Reason.PROGRESSING, msg)
+            return _PENDING
+        retries = f" (after {used} retr{'y' if used == 1 else 'ies'})" if used else ""
+        msg = failure.message + retries
+        ctx.set(cond, "False", failure.reason, msg)
+        attempt.outcome, attempt.reason = "Failed", f"{failure.reason}: {msg}"
+        ctx.blocked = (failure.reason, msg)
+        return _FAILED
+    stuck = stuck_state(job)
+    if stuck:
+        ctx.set(cond, "False", stuck[0], stuck[1])
+        ctx.blocked = stuck
+        return _PENDING
+    running = [p for p in job.pods if p.phase == "Running"]
+    since = f" since {job.start_time}" if job.start_time else ""
+    if running:
+        msg = f"{what}: job {job.name} running{since} (pod {running[-1].name})"
+    elif job.pods:
+        msg = f"{what}: job {job.name} pod {job.pods[-1].name} is {job.pods[-1].phase}"
+    else:
+        msg = f"{what}: job {job.name} created{since}, waiting for its pod"
+    if used:
+        msg += f" (retry {used}/{ctx.max_retries})"
+    ctx.set(cond, "False", Reason.JOB_RUNNING, msg)
+    ctx.blocked = (Reason.PROGRESSING, msg)
+    return _PENDING
+
+
+def _artifact_from(spec: QuantizedModelSpec, rung: Rung, data: dict[str, Any]) -> Artifact:
+    uri = data.get("artifactUri") or artifact_dir(spec.storage.pvc.sub_path, rung.artifact_key)
+    return Artifact(uri=str(uri), key=rung.artifact_key, method=rung.method, digest=data.get("digest"),
+                    size_bytes=data.get("sizeBytes"))
+
+
+def _evaluation_status(data: dict[str, Any], method: Method) -> EvaluationStatus:
+    ev = EvaluateResult.model_validate(data)
+    return EvaluationStatus(
+        method=method, baseline_perplexity=ev.baseline_perplexity, perplexity=ev.perplexity,
+        perplexity_increase=ev.perplexity_increase, perplexity_increase_percent=ev.perplexity_increase_percent,
+        tasks=ev.tasks, baseline_prompts_pass_percent=ev.baseline_prompts_pass_percent,
+        prompts_pass_percent=ev.prompts_pass_percent, generation_ok=ev.generation_ok, passed=ev.passed,
+        reasons=ev.reasons[:64])
+
+
+def _gate_summary(ev: EvaluationStatus) -> str:
+    parts = []
+    if ev.perplexity is not None and ev.baseline_perplexity is not None:
+        inc = ev.perplexity_increase if ev.perplexity_increase is not None else ev.perplexity - ev.baseline_perplexity
+        pct = f" ({ev.perplexity_increase_percent:+.2f}%)" if ev.perplexity_increase_percent is not None else ""
+        parts.append(f"perplexity {ev.baseline_perplexity:.4g} -> {ev.perplexity:.4g}, {inc:+.4g}{pct}")
+    for t in ev.tasks:
+        if t.drop_percent is not None:
+            parts.append(f"{t.name} drop {t.drop_percent:.2f}%")
+    if ev.prompts_pass_percent is not None:
+        parts.append(f"prompts {ev.prompts_pass_percent:.1f}% pass")
+    return "; ".join(parts)
+
+
+def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt, index: int,
+              total: int) -> tuple[str, str | None]:
+    """Advance one rung. Returns (state, artifact uri) with state in pending | done | failed | gate_failed."""
+    spec = ctx.spec
+    C = ConditionType
+    label = f"rung {index + 1}/{total}"
+    if rung.method is Method.NONE:
+        ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED, "method none serves the source weights unquantized")
+        ctx.set(C.EVALUATED, "True", Reason.NOT_REQUIRED, "method none is the baseline: no gate")
+        attempt.outcome, attempt.reason = "Passed", f"{Reason.NOT_REQUIRED}: the source is served as is"
+        st.artifact = None
+        return _DONE, None
+    uri: str | None = None
+    if rung.method is Method.NF4:
+        ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED,
+                "nf4 needs no quantize job: vLLM quantizes in flight (bitsandbytes)")
+        st.artifact = None
+    else:
+        data = ctx.artifacts.get(rung.artifact_key)
+        if data is None:
+            what = f"quantizing {spec.model.source} to {rung.method} ({rung.plan.scheme}), {label}"
+            state = _drive_job(
+                ctx, attempt, "quantize", rung.artifact_key, C.QUANTIZED, what,
+                lambda r: CreateQuantizeJob(rung, r),
+                lambda r: ctx.job_name("quantize", rung.artifact_key, r))
+            if ctx.falling_back:
+                ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, ctx.falling_back)
+            else:
+                ctx.set(C.EVALUATED, "False", Reason.PENDING, "waiting for the quantized artifact")
+            return state, None
+        art = _artifact_from(spec, rung, data)
+        st.artifact = art
+        uri = art.uri
+        if rung.artifact_key in ctx.produced_here:
+            ctx.set(C.QUANTIZED, "True", Reason.JOB_SUCCEEDED, f"artifact {art.key} written to {art.uri}")
+        else:
+            ctx.set(C.QUANTIZED, "True", Reason.ARTIFACT_REUSED,
+                    f"artifact {art.key} already exists at {art.uri} (record qmodel-artifact-{art.key}); no job")
+    data = ctx.evaluations.get(rung.evaluation_key)
+    if data is None:
+        what = f"evaluating {rung.method} against the baseline, {label}"
+        state = _drive_job(
+            ctx, attempt, "evaluate", rung.evaluation_key, C.EVALUATED, what,
+            lambda r: CreateEvaluateJob(rung, r, uri),
+            lambda r: ctx.job_name("evaluate", rung.evaluation_key, r))
+        return state, uri
+    ev = _evaluation_status(data, rung.method)
+    st.evaluation = ev
+    if ev.passed:
+        ctx.set(C.EVALUATED, "True", Reason.GATE_PASSED, f"{rung.method} passed the gate: {_gate_summary(ev)}")
+        attempt.outcome, attempt.reason = "Passed", f"{Reason.GATE_PASSED}: {_gate_summary(ev)}"
+        return _DONE, uri
+    why = "; ".join(ev.reasons) or _gate_summary(ev) or "the candidate did not meet the thresholds"
+    attempt.outcome, attempt.reason = "GateFailed", why[:4096]
+    return "gate_failed", uri
+
+
+def default_job_name(component: str, key: str, retry: int) -> str:
+    return f"{component}-{key[:8]}" + (f"-r{retry}" if retry else "")
+
+
+def decide(
+    *,
+    spec: QuantizedModelSpec | None,
+    spec_errors: Sequence[str],
+    generation: int,
+    status: QuantizedModelStatus,
+    rungs: Sequence[Rung],
+    observed: Observed,
+    now: datetime,
+    endpoint: str,
+    desired_hashes: Callable[[ServingTarget], tuple[str, str]],
+    max_retries: int = 2,
+    job_name: Callable[[str, str, int], str] | None = None,
+) -> Decision:
+    """The next actions and the new status. ``rungs`` is empty when planning failed before a plan existed."""
+    st = status.model_copy(deep=True)
+    old_conditions = list(status.conditions)
+    ctx = _Ctx(spec=spec or QuantizedModelSpec.model_validate({"model": {"source": "hf://x/y"}}),
+               generation=generation, now=now, observed=observed, max_retries=max_retries,
+               conds=list(st.conditions), artifacts=dict(observed.artifacts), evaluations=dict(observed.evaluations))
+    if job_name is not None:
+        ctx.job_name = job_name
+    C = ConditionType
+    st.observed_generation = generation
+
+    def finish() -> Decision:
+        st.conditions = ctx.conds
+        return Decision(st, ctx.actions, condition_events(old_conditions, st.conditions))
+
+    def not_ready(reason: str, message: str, *, stages: str = "waiting for the plan") -> Decision:
+        for t in (C.QUANTIZED, C.EVALUATED, C.SERVING):
+            if not any(c.type == t for c in ctx.conds):
+                ctx.set(t, "False", Reason.PENDING, stages)
+        ctx.set(C.READY, "False", reason, message)
+        return finish()
+
+    if spec is None or spec_errors:
+        msg = "; ".join(spec_errors) or "spec missing"
+        ctx.set(C.PLANNED, "False", Reason.INVALID_SPEC, msg)
+        return not_ready(Reason.INVALID_SPEC, msg)
+    if not rungs:
+        msg = "the planner produced no plan"
+        ctx.set(C.PLANNED, "False", Reason.INFEASIBLE, msg)
+        return not_ready(Reason.INFEASIBLE, msg)
+
+    base = rungs[0].plan
+    if not base.fits:
+        st.plan = base
+        msg = "; ".join(base.reasons) or f"{base.method} does not fit"
+        ctx.set(C.PLANNED, "False", Reason.INFEASIBLE, msg)
+        return not_ready(Reason.INFEASIBLE, msg)
+
+    _harvest(ctx)
+
+    # Attempts: supersede those no rung matches any more, and Failed ones from older generations.
+    identities = {_rung_identity(r) for r in rungs}
+    attempts = [a.model_copy() for a in st.attempts]
+    for a in attempts:
+        if a.outcome == "Superseded":
+            continue
+        stale_failure = a.outcome == "Failed" and (a.generation or 0) < generation \
+            and not a.reason.startswith(Reason.INFEASIBLE)
+        if _identity(a) not in identities or stale_failure:
+            was = a.outcome
+            a.outcome = "Superseded"
+            a.reason = (f"{was} at generation {a.generation}; superseded by generation {generation}: "
+                        + a.reason)[:4096]
+
+    def attempt_for(r: Rung) -> Attempt:
+        ident = _rung_identity(r)
+        for a in reversed(attempts):
+            if a.outcome != "Superseded" and _identity(a) == ident:
+                return a
+        a = Attempt(method=r.method, outcome="Running", reason="", artifact_key=r.artifact_key,
+                    evaluation_key=None if r.method is Method.NONE else r.evaluation_key, generation=generation)
+        attempts.append(a)
+        return a
+
+    chosen: tuple[Rung, str | None] | None = None
+    terminal: tuple[str, str] | None = None
+    gate_failures: list[str] = []
+    for i, rung in enumerate(rungs):
+        reason_unsupported = unsupported_reason(rung.plan)
+        if reason_unsupported and rung.plan.fits:
+            st.plan = rung.plan
+            ctx.set(C.PLANNED, "True", Reason.PLANNED, plan_summary(rung.plan))
+            for t in (C.QUANTIZED, C.EVALUATED):
+                ctx.set(t, "False", Reason.UNSUPPORTED, "not started: " + reason_unsupported)
+            ctx.set(C.SERVING, "False", Reason.UNSUPPORTED, reason_unsupported)
+            terminal = (Reason.UNSUPPORTED, reason_unsupported)
+            break
+        if not rung.plan.fits:
+            a = attempt_for(rung)
+            if a.outcome == "Running":
+                a.outcome = "Failed"
+                a.reason = f"{Reason.INFEASIBLE}: " + ("; ".join(rung.plan.reasons) or "does not fit")
+            gate_failures.append(f"{rung.method} does not fit: " + "; ".join(rung.plan.reasons))
+            continue
+        a = attempt_for(rung)
+        if a.outcome == "GateFailed":
+            gate_failures.append(f"{rung.method}: {a.reason}")
+            data = ctx.evaluations.get(rung.evaluation_key)
+            if data is not None:
+                st.evaluation = _evaluation_status(data, rung.method)
+            if i + 1 < len(rungs):
+                ctx.falling_back = (f"{rung.method} failed the gate ({a.reason}); trying {rungs[i + 1].method} "
+                                    f"(rung {i + 2}/{len(rungs)})")
+            continue
+        st.plan = rung.plan
+        ctx.set(C.PLANNED, "True", Reason.PLANNED, plan_summary(rung.plan)
+                + ("; warnings: " + "; ".join(rung.plan.warnings) if rung.plan.warnings else ""))
+        if a.outcome == "Failed":
+            reason = a.reason.split(":", 1)[0] or Reason.JOB_FAILED
+            terminal = (reason, a.reason.split(":", 1)[-1].strip())
+            break
+        state, uri = _run_rung(ctx, st, rung, a, i, len(rungs))
+        if state == _DONE:
+            chosen = (rung, uri)
+            break
+        if state == "gate_failed":
+            gate_failures.append(f"{rung.method}: {a.reason}")
+            if i + 1 < len(rungs):
+                ctx.falling_back = (f"{rung.method} failed the gate ({a.reason}); trying {rungs[i + 1].method} "
+                                    f"(rung {i + 2}/{len(rungs)})")
+                ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, ctx.falling_back)
+            continue
+        if state == _FAILED:
+            terminal = ctx.blocked or (Reason.JOB_FAILED, a.reason)
+        break
+    else:
+        msg = "every rung of the fallback ladder failed the gate: " + " | ".join(gate_failures)
+        st.plan = rungs[0].plan if st.plan is None else st.plan
+        ctx.set(C.EVALUATED, "False", Reason.GATE_FAILED, msg[:32768])
+        terminal = (Reason.GATE_FAILED, msg)
+
+    # Keep the attempts list bounded: drop the oldest superseded entries first.
+    while len(attempts) > MAX_ATTEMPTS:
+        idx = next((k for k, a in enumerate(attempts) if a.outcome == "Superseded"), 0)
+        attempts.pop(idx)
+    st.attempts = attempts
+
+    # Serving: the passed rung, else whatever served before.
+    target: ServingTarget | None = None
+    if chosen is not None:
+        rung, uri = chosen
+        target = ServingTarget(plan=rung.plan, artifact_uri=uri, artifact_key=rung.artifact_key)
+    elif st.serving_artifact is not None and st.served_plan is not None:
+        prev_uri = st.serving_artifact.uri if st.served_plan.method not in (Method.NONE, Method.NF4) else None
+        target = ServingTarget(plan=st.served_plan, artifact_uri=prev_uri, artifact_key=st.serving_artifact.key)
+
+    serving_ok = False
+    if target is not None:
+        dep_hash, svc_hash = desired_hashes(target)
+        dep = observed.deployment
+        need_apply = dep is None or dep.applied_hash != dep_hash
+        replicas = ctx.spec.serving.replicas
+        what = f"{target.plan.method} {plan_summary(target.plan)}"
+        if observed.service_hash != svc_hash and not ctx.spec.suspend:
+            ctx.actions.append(ApplyService())
+        if need_apply:
+            if ctx.spec.suspend:
+                msg = "spec.suspend is true: not updating the Deployment"
+                ctx.set(C.SERVING, "False", Reason.SUSPENDED, msg)
+                terminal = terminal or (Reason.SUSPENDED, msg)
+            else:
+                ctx.actions.append(ApplyDeployment(target))
+                verb = "deploying" if dep is None else "rolling out"
+                ctx.set(C.SERVING, "False", Reason.DEPLOYING if dep is None else Reason.ROLLING_OUT,
+                        f"{verb} {replicas} replica(s): {what}")
+        else:
+            assert dep is not None
+            if _rollout_complete(dep, replicas):
+                serving_ok = True
+                ctx.set(C.SERVING, "True", Reason.AVAILABLE,
+                        f"{dep.available_replicas}/{replicas} replica(s) available: {what}")
+            else:
+                ctx.set(C.SERVING, "False", Reason.ROLLING_OUT,
+                        f"{dep.updated_replicas}/{replicas} updated, {dep.available_replicas}/{replicas} "
+                        f"available: {what}")
+            st.ready_replicas = dep.available_replicas
+        if chosen is not None:
+            rung, uri = chosen
+            st.serving_artifact = Artifact(uri=uri or ctx.spec.model.source, key=rung.artifact_key,
+                                           method=rung.method)
+            st.served_plan = rung.plan
+        st.endpoint = endpoint
+    elif terminal is None or terminal[0] != Reason.UNSUPPORTED:
+        ctx.set(C.SERVING, "False", Reason.PENDING, "waiting for an artifact that passed the gate")
+
+    previous = st.serving_artifact is not None and (chosen is None or target is None)
+    still = f"; still serving {st.serving_artifact.method} artifact {st.serving_artifact.key}" \
+        if previous and st.serving_artifact else ""
+    if terminal is not None:
+        ctx.set(C.READY, "False", terminal[0], (terminal[1] + still)[:32768])
+    elif chosen is not None and serving_ok:
+        rung = chosen[0]
+        ctx.set(C.READY, "True", Reason.READY,
+                f"serving {rung.method} at {endpoint} with {st.ready_replicas or 0}/{ctx.spec.serving.replicas} "
+                "replica(s) available")
+    elif ctx.blocked is not None and chosen is None:
+        ctx.set(C.READY, "False", ctx.blocked[0], (ctx.blocked[1] + still)[:32768])
+    else:
+        serving = next((c for c in ctx.conds if c.type == C.SERVING), None)
+        ctx.set(C.READY, "False", Reason.PROGRESSING, serving.message if serving else "progressing")
+    return finish()

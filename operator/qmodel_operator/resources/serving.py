@@ -1,0 +1,168 @@
+"""Builders of the vLLM Deployment and its Service (pure), per DESIGN.md §5.
+
+One Deployment ``<name>-vllm`` per QuantizedModel, RollingUpdate with maxSurge 1 / maxUnavailable 0: old pods keep
+serving until new ones are Ready. The operator changes its pod template only after a new artifact passed its gate
+(the reconcile passes the *served* plan and artifact here), so a serving-only edit (replicas, maxModelLen, image,
+resources) updates the Deployment without touching the artifact.
+
+``vllm serve <model> --served-model-name <name> --tensor-parallel-size N [--pipeline-parallel-size P]
+--max-model-len L --gpu-memory-utilization u [--kv-cache-dtype fp8]``; no ``--quantization`` for self-describing
+checkpoints (compressed-tensors, fp8), ``--quantization bitsandbytes`` for nf4 (quantized in flight).
+``<model>`` is the artifact directory on the read-only PVC, or the source itself for ``none``/``nf4``.
+
+The applied manifest's hash is stored in the ``qmodel.io/applied-hash`` annotation so a reconcile can tell an
+up-to-date Deployment from one that needs a server-side apply without sending one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.spec import Method, QuantizedModelSpec
+from ..api.status import Plan
+from .common import (
+    ANNOTATION_APPLIED_HASH,
+    COMPONENT_SERVING,
+    GPU_RESOURCE,
+    LABEL_ARTIFACT_KEY,
+    LABEL_METHOD,
+    Owner,
+    child_metadata,
+    deployment_name,
+    labels,
+    manifest_hash,
+    selector_labels,
+    service_name,
+)
+from .jobs import GPU_TOLERATION, gpu_affinity
+from .locations import (
+    hf_home,
+    hf_token_env,
+    models_mount,
+    models_volume,
+    serving_source,
+    shm_mount,
+    shm_volume,
+)
+
+VLLM_PORT = 8000
+# Large checkpoints take minutes to load: allow 10 s x 180 = 30 min before the startup probe gives up.
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 180
+
+
+def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) -> list[str]:
+    method = plan.method
+    args = ["serve", model, "--served-model-name", name, "--host", "0.0.0.0", "--port", str(VLLM_PORT),
+            "--tensor-parallel-size", str(max(1, plan.tensor_parallel_size))]
+    if plan.pipeline_parallel_size > 1:
+        args += ["--pipeline-parallel-size", str(plan.pipeline_parallel_size)]
+    if method in (Method.NONE, Method.NF4) and spec.model.source.startswith("hf://"):
+        args += ["--revision", spec.model.revision]
+    args += ["--max-model-len", str(spec.serving.max_model_len),
+             "--gpu-memory-utilization", str(spec.serving.gpu_memory_utilization)]
+    if spec.serving.kv_cache_dtype == "fp8":
+        args += ["--kv-cache-dtype", "fp8"]
+    if method is Method.NF4:
+        args += ["--quantization", "bitsandbytes"]
+    args += list(spec.serving.extra_args)
+    return args
+
+
+def serving_model(spec: QuantizedModelSpec, plan: Plan, artifact_uri: str | None) -> tuple[str, Any]:
+    """The model argument and the Location of extra volumes (for ``none``/``nf4``, the source)."""
+    if plan.method in (Method.NONE, Method.NF4) or not artifact_uri:
+        loc = serving_source(spec)
+        return loc.path, loc
+    return artifact_uri, None
+
+
+def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, artifact_uri: str | None,
+                     artifact_key: str) -> dict[str, Any]:
+    model, loc = serving_model(spec, plan, artifact_uri)
+    gpus = max(0, plan.gpus_per_replica) if plan.gpu_product else 0
+    resources: dict[str, Any] = {}
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if spec.serving.resources.cpu:
+        requests["cpu"] = spec.serving.resources.cpu
+    if spec.serving.resources.memory:
+        requests["memory"] = limits["memory"] = spec.serving.resources.memory
+    if gpus:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    probe = {"httpGet": {"path": "/health", "port": VLLM_PORT}}
+    env = [{"name": "HF_HOME", "value": hf_home(spec)}]
+    if plan.method in (Method.NONE, Method.NF4):
+        env = [*hf_token_env(spec), *env]
+    mounts = [models_mount(read_only=True), shm_mount(), *(loc.mounts if loc else [])]
+    volumes = [models_volume(spec, read_only=True), shm_volume(), *(loc.volumes if loc else [])]
+    container = {
+        "name": "vllm",
+        "image": spec.serving.image,
+        "command": ["vllm"],
+        "args": vllm_args(spec, plan, model=model, name=owner.name),
+        "env": env,
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "resources": resources,
+        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 5},
+        "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS,
+                         "failureThreshold": STARTUP_FAILURE_THRESHOLD},
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes,
+                                "terminationGracePeriodSeconds": 60}
+    affinity = gpu_affinity(plan.gpu_product) if gpus else None
+    if affinity:
+        pod_spec["affinity"] = affinity
+        pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
+    extra = {LABEL_ARTIFACT_KEY: artifact_key, LABEL_METHOD: str(plan.method)}
+    pod_meta = {
+        "labels": labels(owner.name, COMPONENT_SERVING, **extra),
+        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(VLLM_PORT),
+                        "prometheus.io/path": "/metrics"},
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_metadata(owner, deployment_name(owner.name), COMPONENT_SERVING, extra_labels=extra),
+        "spec": {
+            "replicas": spec.serving.replicas,
+            "selector": {"matchLabels": selector_labels(owner.name, COMPONENT_SERVING)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": pod_meta, "spec": pod_spec},
+        },
+    }
+    return with_hash(body)
+
+
+def build_service(owner: Owner) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(owner, service_name(owner.name), COMPONENT_SERVING),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner.name, COMPONENT_SERVING),
+            "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": VLLM_PORT, "protocol": "TCP"}],
+        },
+    }
+    return with_hash(body)
+
+
+def with_hash(body: dict[str, Any]) -> dict[str, Any]:
+    """Stamp the manifest's own hash (computed without the stamp) into ``qmodel.io/applied-hash``."""
+    body["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = manifest_hash(body)
+    return body
+
+
+def applied_hash(body: dict[str, Any]) -> str:
+    return str(body["metadata"]["annotations"][ANNOTATION_APPLIED_HASH])
+
+
+def endpoint(owner: Owner) -> str:
+    return f"http://{service_name(owner.name)}.{owner.namespace}.svc:{VLLM_PORT}/v1"
