@@ -263,6 +263,15 @@ class ApiServer:
         if not raw.strip():
             raise errors.bad_request("the request body is empty")
         ctype = request.headers.get("Content-Type", "")
+        if "protobuf" in ctype:
+            from .protobuf import decode
+
+            try:
+                return decode(raw)
+            except (ValueError, IndexError):
+                raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"]) from None
+        if "cbor" in ctype:
+            raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
         try:
             if yaml_ok or "yaml" in ctype:
                 return yaml.safe_load(raw)
