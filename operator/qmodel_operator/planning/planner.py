@@ -103,7 +103,7 @@ def legal_tps(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, max_gpus:
     for tp in range(1, limit + 1):
         why = tp_rejection(profile, tp) or marlin_rejection(profile, fmt, tp)
         if why is None and pool.shape.mig and tp > 1:
-            why = "MIG devices cannot form a tensor-parallel group"
+            continue  # said once in the reason ("MIG devices allow one device per replica")
         if why:
             if tp & (tp - 1) == 0:  # report the sizes people ask for (powers of two); others are noise
                 rejected.append(f"TP {tp}: {why}")
@@ -146,18 +146,20 @@ def fit_on_pool(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, spec: Q
             return result
     assert tried is not None
     result.closest = tried
-    limits = [f"spec.serving.gpu.maxPerReplica {max_gpus}"]
+    also: list[str] = []
     if pool.shape.mig:
-        limits.append("MIG devices: one device per replica")
+        also.append("MIG devices allow one device per replica")
     elif enforce_nodes and max_gpus // tp > slots and slots < profile.num_layers:
-        limits.append(f"{len(pool.nodes)} node(s) of {name} hold {slots} group(s) of {tp} GPUs")
+        also.append(f"the fleet's {len(pool.nodes)} node(s) of {name} hold {slots} group(s) of {tp} GPUs")
+    if rejected:
+        also.append(f"refused TP sizes: {'; '.join(rejected)}")
     result.reasons.append(
-        f"{name}: {profile.name} in {fmt.method} ({fmt.scheme}) does not fit {tried.gpus} GPU(s) "
-        f"(TP {tried.tp} × PP {tried.pp}; limit: {', '.join(limits)}): each GPU needs "
+        f"spec.serving.gpu.maxPerReplica {max_gpus}: TP {tried.tp} × PP {tried.pp} = {tried.gpus} × {name} "
+        f"cannot hold {profile.name} in {fmt.method} ({fmt.scheme}): each GPU needs "
         f"{tried.weights_gib:.2f} GiB weights + {tried.kv_gib:.2f} GiB KV for {spec.serving.max_model_len} tokens "
         f"+ {tried.reserve_gib:.2f} GiB reserve = {tried.need_gib:.2f} GiB > budget {tried.budget_gib:.2f} GiB "
         f"({spec.serving.gpu_memory_utilization:g} × {pool.shape.memory_gib:.2f} GiB)"
-        + (f"; refused TP sizes: {'; '.join(rejected)}" if rejected else ""))
+        + "".join(f"; {a}" for a in also))
     return result
 
 

@@ -44,7 +44,7 @@ def test_infeasible_exit_2_reasons_on_stderr(tmp_path, capsys):
     assert main(["plan", "-f", f, "--nodes", str(FLEETS / "l4.yaml"), "-o", "json"]) == 2
     out = capsys.readouterr()
     assert json.loads(out.out)["fits"] is False
-    assert "infeasible: NVIDIA-L4: llama-3.1-405b in awq (W4A16_ASYM) does not fit 8 GPU(s)" in out.err
+    assert "infeasible: spec.serving.gpu.maxPerReplica 8: TP 8 × PP 1 = 8 × NVIDIA-L4 cannot hold llama-3.1-405b in awq" in out.err
     assert "GiB > budget 19.70 GiB" in out.err
 
 
@@ -102,4 +102,4 @@ def test_subprocess_exit_codes(tmp_path):
     infeasible = subprocess.run([sys.executable, "-m", "qmodel_operator.cli", "plan", "-f", f, "--nodes",
                                  str(FLEETS / "a100-mig-single.yaml")], capture_output=True, text=True, check=False)
     assert infeasible.returncode == 2
-    assert "reason: NVIDIA-A100-SXM4-40GB-MIG-1g.5gb: qwen2-72b in awq" in infeasible.stdout
+    assert "× NVIDIA-A100-SXM4-40GB-MIG-1g.5gb cannot hold qwen2-72b in awq" in infeasible.stdout
