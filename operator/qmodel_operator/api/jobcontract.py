@@ -92,6 +92,7 @@ class QuantizeResult(Model):
     peak_rss_bytes: int | None = None
     peak_gpu_bytes: int | None = None
     message: str = ""
+    warnings: list[str] = Field(default_factory=list, description="e.g. calibration data in another language.")
 
 
 class EvaluateResult(Model):
@@ -108,6 +109,7 @@ class EvaluateResult(Model):
     reasons: list[str] = Field(default_factory=list)
     wall_seconds: float | None = None
     message: str = ""
+    warnings: list[str] = Field(default_factory=list, description="e.g. eval data in another language.")
 
 
 def to_argv(args: QuantizeArgs | EvaluateArgs) -> list[str]:
@@ -123,10 +125,13 @@ def termination_message(result: QuantizeResult | EvaluateResult) -> str:
     data["message"] = str(data.get("message", ""))[:200]
     if "reasons" in data:
         data["reasons"] = [r[:300] for r in data["reasons"][:3]]
+    if "warnings" in data:
+        data["warnings"] = [w[:200] for w in data["warnings"][:3]]
     line = json.dumps(data, separators=(",", ":"))
     if len(line.encode()) <= TERMINATION_MESSAGE_LIMIT:
         return line
     data.pop("tasks", None)
+    data.pop("warnings", None)
     return json.dumps(data, separators=(",", ":"))
 
 
