@@ -1,0 +1,167 @@
+"""The local kubelet: Job pods run as local processes; Deployment pods are simulated or run via a runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmodel_cluster import EmbeddedCluster, LocalProcessDeploymentRunner, free_port
+
+from .conftest import Kubectl, eventually
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedCluster, Kubectl]]:
+    c = EmbeddedCluster(tmp_path_factory.mktemp("local") / "cluster", kubelet="local").start_in_thread()
+    yield c, Kubectl(c.kubeconfig_path, tmp_path_factory.mktemp("home-local"))
+    c.stop()
+
+
+def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, **spec, "template": {"spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "store"}},
+                        {"name": "scratch", "emptyDir": {}}],
+            "containers": [{
+                "name": "main", "image": "quantizer:dev",
+                "command": ["python", "-c", code],
+                "args": ["--out", "/artifacts/model", "--result", "/dev/termination-log"],
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+                        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "SCRATCH", "value": "/scratch/tmp"}],
+                "volumeMounts": [{"name": "artifacts", "mountPath": "/artifacts"},
+                                 {"name": "scratch", "mountPath": "/scratch"}],
+            }]}}},
+    }
+
+
+SUCCESS = """
+import json, os, sys
+out = sys.argv[sys.argv.index('--out') + 1]
+os.makedirs(out, exist_ok=True)
+open(os.path.join(out, 'weights.txt'), 'w').write('w')
+print('token', os.environ['TOKEN'], 'mode', os.environ['MODE'], 'pod', os.environ['POD'])
+print('scratch', os.environ['SCRATCH'])
+print('interpreter', sys.executable)
+result = sys.argv[sys.argv.index('--result') + 1]
+assert result == os.environ['QMODEL_TERMINATION_LOG']
+open(result, 'w').write(json.dumps({'ok': True, 'out': out}))
+"""
+
+
+def test_job_runs_as_local_process(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    cluster, kubectl = local
+    kubectl("create", "secret", "generic", "hf", "--from-literal=token=s3cret")
+    kubectl("create", "configmap", "cfg", "--from-literal=mode=fast")
+    kubectl("apply", "-f", "-", input=json.dumps(job("quantize", SUCCESS)))
+    kubectl("wait", "--for=condition=Complete", "job/quantize", "--timeout=30s")
+    j = kubectl.json("get", "job", "quantize")
+    st = j["status"]
+    assert st["succeeded"] == 1 and st["active"] == 0 and st["startTime"] and st["completionTime"]
+    assert {c["type"] for c in st["conditions"]} == {"SuccessCriteriaMet", "Complete"}
+    pods = kubectl.json("get", "pods", "-l", "job-name=quantize")["items"]
+    assert len(pods) == 1
+    pod = pods[0]
+    labels = pod["metadata"]["labels"]
+    assert labels["batch.kubernetes.io/job-name"] == "quantize"
+    assert labels["controller-uid"] == j["metadata"]["uid"]
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", "quantize", j["metadata"]["uid"])
+    assert pod["status"]["phase"] == "Succeeded"
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    result = json.loads(term["message"])
+    # the PVC mount maps to DIR/volumes/<namespace>/<claim>
+    store = cluster.directory / "volumes" / "default" / "store"
+    assert result == {"ok": True, "out": str(store / "model")}
+    assert (store / "model" / "weights.txt").read_text() == "w"
+    logs = kubectl("logs", "job/quantize")
+    name = pod["metadata"]["name"]
+    assert f"token s3cret mode fast pod {name}" in logs
+    assert f"scratch {cluster.directory / 'pods' / 'default' / name / 'volumes' / 'scratch' / 'tmp'}" in logs
+    assert f"interpreter {sys.executable}" in logs
+
+
+def test_job_backoff_limit(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    _, kubectl = local
+    failing = "import os; open(os.environ['QMODEL_TERMINATION_LOG'],'w').write('bad input'); raise SystemExit(3)"
+    kubectl("apply", "-f", "-", input=json.dumps(job("fails", failing, backoffLimit=1)))
+    kubectl("wait", "--for=condition=Failed", "job/fails", "--timeout=30s")
+    st = kubectl.json("get", "job", "fails")["status"]
+    assert st["failed"] == 2 and st.get("succeeded", 0) == 0
+    failed = {c["type"]: c for c in st["conditions"]}
+    assert failed["Failed"]["reason"] == "BackoffLimitExceeded"
+    assert failed["FailureTarget"]["reason"] == "BackoffLimitExceeded"
+    pods = kubectl.json("get", "pods", "-l", "job-name=fails")["items"]
+    assert len(pods) == 2
+    for p in pods:
+        term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert (term["exitCode"], term["reason"], term["message"]) == (3, "Error", "bad input")
+
+
+def test_job_active_deadline(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    _, kubectl = local
+    kubectl("apply", "-f", "-", input=json.dumps(job("slow", "import time; time.sleep(60)",
+                                                     activeDeadlineSeconds=1)))
+    kubectl("wait", "--for=condition=Failed", "job/slow", "--timeout=30s")
+    st = kubectl.json("get", "job", "slow")["status"]
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Failed"] == "DeadlineExceeded"
+    eventually(lambda: kubectl("get", "pods", "-l", "job-name=slow", "-o", "name").strip() == "", timeout=10)
+
+
+def test_deployment_pods_are_simulated_ready(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    _, kubectl = local
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "vllm"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "vllm"}},
+                    "template": {"metadata": {"labels": {"app": "vllm"}}, "spec": {"containers": [{
+                        "name": "vllm", "image": "vllm/vllm-openai", "command": ["vllm", "serve", "/m"],
+                        "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+    kubectl("apply", "-f", "-", input=json.dumps(dep))
+    kubectl("wait", "--for=condition=Available", "deploy/vllm", "--timeout=20s")
+    st = kubectl.json("get", "deploy", "vllm")["status"]
+    assert (st["replicas"], st["readyReplicas"], st["availableReplicas"], st["updatedReplicas"]) == (2, 2, 2, 2)
+    assert st["observedGeneration"] == 1
+    pods = kubectl.json("get", "pods", "-l", "app=vllm")["items"]
+    assert len(pods) == 2
+    for p in pods:
+        assert p["status"]["phase"] == "Running" and "simulated" in p["status"]["message"]
+        assert p["spec"]["nodeName"] == "gpu-node-0"
+        assert p["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    # a template change rolls the pods over
+    kubectl("set", "image", "deploy/vllm", "vllm=vllm/vllm-openai:v2")
+    eventually(lambda: {p["spec"]["containers"][0]["image"] for p in kubectl.json(
+        "get", "pods", "-l", "app=vllm")["items"]} == {"vllm/vllm-openai:v2"}, timeout=10)
+    kubectl("wait", "--for=jsonpath={.status.observedGeneration}=2", "deploy/vllm", "--timeout=10s")
+    kubectl("delete", "deploy", "vllm")
+    eventually(lambda: kubectl("get", "pods", "-l", "app=vllm", "-o", "name").strip() == "", timeout=10)
+
+
+def test_local_process_deployment_runner(tmp_path: Path) -> None:
+    port = free_port()
+    c = EmbeddedCluster(tmp_path / "c", kubelet="local",
+                        deployment_runner=LocalProcessDeploymentRunner()).start_in_thread()
+    try:
+        kubectl = Kubectl(c.kubeconfig_path, tmp_path)
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                            "name": "web", "image": "python", "workingDir": "/srv",
+                            "command": ["python", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                        }]}}}}
+        kubectl("apply", "-f", "-", input=json.dumps(dep))
+        kubectl("wait", "--for=condition=Available", "deploy/web", "--timeout=30s")
+        pod = kubectl.json("get", "pods", "-l", "app=web")["items"][0]
+        assert pod["status"]["containerStatuses"][0]["ready"] is True
+        assert "message" not in pod["status"]
+    finally:
+        c.stop()
