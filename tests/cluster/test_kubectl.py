@@ -7,7 +7,7 @@ import time
 
 import yaml
 
-from .conftest import MANIFESTS, Kubectl, eventually
+from .conftest import MANIFESTS, Kubectl
 
 
 def test_discovery_and_default_fleet(kubectl: Kubectl) -> None:
