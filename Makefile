@@ -20,8 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/qmodel demo $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff check operator tests benchmarks docs charts
 
 test: $(STAMP)
 	$(MAKE) lint

@@ -40,6 +40,16 @@ def cross_field_errors(spec: QuantizedModelSpec) -> list[str]:
         errors.append("spec.quantization.fallback: 'auto' is not a rung; list concrete methods")
     if len(set(fallback)) != len(fallback):
         errors.append(f"spec.quantization.fallback: duplicate methods in {[str(m) for m in fallback]}")
+    method = spec.quantization.method
+    if method in fallback:
+        errors.append(f"spec.quantization.fallback: repeats the method {str(method)!r}; the ladder lists the rungs "
+                      "tried after it")
+    if ppl.stride > ppl.max_tokens:
+        errors.append(f"spec.evaluation.perplexity.stride: {ppl.stride} tokens exceeds maxTokens {ppl.max_tokens}")
+    for i, tol in enumerate(spec.jobs.tolerations):
+        if tol.operator == "Exists" and tol.value:
+            errors.append(f"spec.jobs.tolerations[{i}].value: must be empty when operator is Exists "
+                          f"(got {tol.value!r})")
     return errors
 
 

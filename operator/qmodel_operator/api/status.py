@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from .spec import Method, Model
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+# A sentence for users (a reason, a warning); bounded so the CRD is bounded too.
+Sentence = Annotated[str, Field(max_length=4096)]
 
 
 class Condition(Model):
@@ -30,8 +32,8 @@ class Plan(Model):
     memory_per_gpu_gi_b: float = Field(default=0.0, alias="memoryPerGpuGiB")
     kv_cache_tokens: int = 0
     fits: bool = False
-    reasons: list[str] = Field(default_factory=list, max_length=256)
-    warnings: list[str] = Field(default_factory=list, max_length=256)
+    reasons: list[Sentence] = Field(default_factory=list, max_length=256)
+    warnings: list[Sentence] = Field(default_factory=list, max_length=256)
     # Extra breakdown users and metrics want; the planner fills what it knows.
     weights_per_gpu_gi_b: float | None = Field(default=None, alias="weightsPerGpuGiB")
     kv_cache_per_gpu_gi_b: float | None = Field(default=None, alias="kvCachePerGpuGiB")
@@ -73,7 +75,7 @@ class EvaluationStatus(Model):
     prompts_pass_percent: float | None = None
     generation_ok: bool | None = None
     passed: bool | None = None
-    reasons: list[str] = Field(default_factory=list, max_length=64)
+    reasons: list[Sentence] = Field(default_factory=list, max_length=64)
 
 
 Outcome = Literal["Running", "Passed", "GateFailed", "Failed", "Skipped", "Superseded"]

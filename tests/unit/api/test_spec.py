@@ -29,6 +29,12 @@ def test_source_alone_is_a_complete_spec_with_working_defaults():
         ({"model": {"source": "hf://x"}, "quantization": {"fallback": ["int8", "int8"]}},
          ["spec.quantization.fallback"]),
         ({"model": {"source": "hf://x"}, "quantization": {"fallback": ["auto"]}}, ["spec.quantization.fallback"]),
+        ({"model": {"source": "hf://x"}, "quantization": {"method": "awq", "fallback": ["int8", "awq"]}},
+         ["spec.quantization.fallback"]),
+        ({"model": {"source": "hf://x"}, "evaluation": {"perplexity": {"stride": 4096, "maxTokens": 1024}}},
+         ["spec.evaluation.perplexity.stride"]),
+        ({"model": {"source": "hf://x"}, "jobs": {"tolerations": [{"key": "a"}, {"operator": "Exists", "value": "v"}]}},
+         ["spec.jobs.tolerations[1].value"]),
     ],
 )
 def test_every_error_names_its_field_path(raw, paths):
