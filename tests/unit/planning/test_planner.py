@@ -266,7 +266,7 @@ def test_kv_head_replication_and_replica_warnings():
     ("llama-3.1-70b", "h100-80gb", {"method": "fp8"}, [Method.NONE]),
     ("llama-3.1-70b", "h100-80gb", {}, []),  # bf16: nothing above
     ("llama-3.1-8b", "h100-80gb",
-     {"method": "awq", "quantization__fallback": ["gptq", "awq", "none"]}, [Method.GPTQ, Method.NONE]),
+     {"method": "awq", "quantization__fallback": ["gptq", "none"]}, [Method.GPTQ, Method.NONE]),
 ])
 def test_fallback_ladder(model, fleet_name, kw, ladder):
     spec = spec_for(model, **kw)
