@@ -78,8 +78,9 @@ end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
-  if obj.status.endpoint ~= nil then
-    hs.message = hs.message .. " (" .. obj.status.endpoint .. ")"
+  local endpoint = obj.status.endpoint
+  if endpoint ~= nil and string.find(hs.message, endpoint, 1, true) == nil then
+    hs.message = hs.message .. " (" .. endpoint .. ")"
   end
   return hs
 end
