@@ -15,7 +15,7 @@ from typing import Any
 
 from .resources import Registry, ResourceType
 
-V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 def gv_path(group: str, version: str) -> str:

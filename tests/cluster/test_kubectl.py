@@ -193,12 +193,27 @@ def test_builtin_kinds_with_kubectl(kubectl: Kubectl, namespace: str) -> None:
 
 
 def test_real_crds_apply(kubectl: Kubectl) -> None:
-    """The project's own CRD(s) in crds/ apply cleanly and are served."""
+    """The project's own CRD(s) in crds/ apply cleanly and serve the examples, with printer columns."""
     from pathlib import Path
 
-    crds = Path(__file__).resolve().parents[2] / "crds"
-    out = kubectl("apply", "-f", str(crds))
+    root = Path(__file__).resolve().parents[2]
+    out = kubectl("apply", "-f", str(root / "crds"))
     assert "customresourcedefinition.apiextensions.k8s.io/quantizedmodels.qmodel.io" in out
     kubectl("wait", "--for=condition=Established", "crd/quantizedmodels.qmodel.io", "--timeout=10s")
     assert "quantizedmodels" in kubectl("api-resources", "--api-group=qmodel.io", "-o", "name")
-    assert kubectl("get", "qm", "-A").strip() in ("", "No resources found")
+    examples = []
+    for path in sorted((root / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "QuantizedModel":
+                examples.append(doc)
+    for doc in examples:
+        ns = doc["metadata"].get("namespace", "default")
+        if kubectl.run("get", "ns", ns, check=False).returncode != 0:
+            kubectl("create", "ns", ns)
+        kubectl("apply", "-f", "-", input=json.dumps(doc))
+    listed = kubectl("get", "qm", "-A", "-o", "name").split()
+    assert len(listed) == len(examples)
+    header = kubectl("get", "qm", "-A").splitlines()[0].split()
+    assert header[:2] == ["NAMESPACE", "NAME"] and header[-1] == "AGE"
+    for doc in examples:
+        kubectl("delete", "qm", doc["metadata"]["name"], "-n", doc["metadata"].get("namespace", "default"))
