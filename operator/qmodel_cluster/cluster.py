@@ -247,10 +247,29 @@ class EmbeddedCluster:
     def call(self, fn: Any, *args: Any, timeout: float = 10.0, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the cluster's loop (store access from another thread)."""
         assert self._loop is not None
+        try:
+            if asyncio.get_running_loop() is self._loop:
+                return fn(*args, **kwargs)
+        except RuntimeError:
+            pass
 
         async def run() -> Any:
             return fn(*args, **kwargs)
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+
+    # ------------------------------------------------------------------ test drivers (kubelet "none")
+
+    def finish_job(self, namespace: str, name: str, *, exit_code: int = 0, message: str | None = None,
+                   reason: str | None = None) -> dict[str, Any]:
+        """Complete (exit_code 0) or fail one attempt of a Job without running it: creates the Pod with its
+        terminated state (``message`` = termination message) and updates the Job's status/conditions like the
+        Job controller (backoffLimit counts). Thread-safe; returns the Pod."""
+        return self.call(self.kubelet.finish_job, namespace, name, exit_code, message, reason)  # type: ignore[no-any-return]
+
+    def make_deployment_ready(self, namespace: str, name: str) -> dict[str, Any]:
+        """Create a Deployment's Pods as simulated Running/Ready and update its status. Thread-safe."""
+        return self.call(self.kubelet.make_deployment_ready, namespace, name)  # type: ignore[no-any-return]
 
 
 def run_cluster(directory: str | os.PathLike[str], *, port: int = 0, kubelet: str = "local",

@@ -673,7 +673,7 @@ class Kubelet:
         pods, _ = self.store.list(self.rt("", "pods"), owner["metadata"]["namespace"])
         return [p for p in pods if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
 
-    def sync_job(self, namespace: str, name: str) -> None:
+    def sync_job(self, namespace: str, name: str, spawn: bool = True) -> None:
         jobs = self.rt("batch", "jobs")
         job = self.store.find(jobs, namespace, name)
         if job is None:
@@ -734,7 +734,7 @@ class Kubelet:
                                                "completionTime": status.get("completionTime") or now})
             return
         want = min(parallelism, completions - succeeded) - len(active)
-        if want > 0:
+        if want > 0 and spawn:
             last_fail = max((_parse_time(((p.get("status") or {}).get("containerStatuses") or [{}])[0]
                                          .get("state", {}).get("terminated", {}).get("finishedAt"))
                              or datetime.min.replace(tzinfo=UTC)
@@ -759,6 +759,41 @@ class Kubelet:
                                            "failed": failed, "terminating": 0,
                                            "uncountedTerminatedPods": {}})
 
+    # ------------------------------------------------------------------ test drivers (kubelet "none")
+
+    def finish_job(self, namespace: str, name: str, exit_code: int = 0, message: str | None = None,
+                   reason: str | None = None) -> dict[str, Any]:
+        """Record one finished attempt of a Job without running anything, as the Job controller and a kubelet
+        would: a Pod (labels, ownerReference) whose container terminated with ``exit_code`` and ``message``
+        (the termination message), then the Job's status and conditions. Returns the Pod."""
+        jobs = self.rt("batch", "jobs")
+        job = self.store.get(jobs, namespace, name)
+        uid = job["metadata"]["uid"]
+        labels = {"batch.kubernetes.io/controller-uid": uid, "controller-uid": uid, "job-name": name,
+                  "batch.kubernetes.io/job-name": name}
+        if not (job.get("status") or {}).get("startTime"):
+            self.store.update(jobs, namespace, name, {**job, "status": {**(job.get("status") or {}),
+                                                                       "startTime": now_rfc3339()}},
+                              subresource="status")
+            job = self.store.get(jobs, namespace, name)
+        pod = self.create_pod(jobs, job, f"{name}-{_rand()}", (job.get("spec") or {}).get("template") or {}, labels)
+        ctx = PodContext(self, pod)
+        now = now_rfc3339()
+        term: dict[str, Any] = {"exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0
+                                                                             else "Error"),
+                                "startedAt": now, "finishedAt": now}
+        if message:
+            term["message"] = message[:MAX_TERMINATION_MESSAGE]
+        ctx.set_finished({c["name"]: {"terminated": term} for c in ctx.containers})
+        self.sync_job(namespace, name, spawn=False)
+        return self.store.get(self.rt("", "pods"), namespace, pod["metadata"]["name"])
+
+    def make_deployment_ready(self, namespace: str, name: str) -> dict[str, Any]:
+        """Create the Deployment's Pods as simulated Running/Ready and update its status (kubelet "none")."""
+        self.sync_deployment(namespace, name, spawn=False)
+        self.sync_deployment(namespace, name, spawn=False)
+        return self.store.get(self.rt("apps", "deployments"), namespace, name)
+
     def _write_job_status(self, jobs: ResourceType, job: dict[str, Any], status: dict[str, Any]) -> None:
         status = {k: v for k, v in status.items() if v is not None}
         if status != job.get("status"):
@@ -767,7 +802,7 @@ class Kubelet:
 
     # ------------------------------------------------------------------ the Deployment controller
 
-    def sync_deployment(self, namespace: str, name: str) -> None:
+    def sync_deployment(self, namespace: str, name: str, spawn: bool = True) -> None:
         deps = self.rt("apps", "deployments")
         dep = self.store.find(deps, namespace, name)
         if dep is None or dep["metadata"].get("deletionTimestamp"):
@@ -795,7 +830,11 @@ class Kubelet:
                 pod = self.create_pod(deps, dep, f"{name}-{tmpl_hash}-{_rand()}", tmpl,
                                       {"pod-template-hash": tmpl_hash})
                 current.append(pod)
-                self.run_pod(pod, self.deployment_runner.run)
+                if spawn:
+                    self.run_pod(pod, self.deployment_runner.run)
+                else:  # driven by a test (kubelet "none"): simulated Ready at once
+                    PodContext(self, pod).set_running(ready=True, message=SIMULATED_MESSAGE)
+                    current[-1] = self.store.find(self.rt("", "pods"), namespace, pod["metadata"]["name"]) or pod
             for p in current[replicas:]:
                 with contextlib.suppress(errors.ApiError):
                     self.store.delete(self.rt("", "pods"), namespace, p["metadata"]["name"])

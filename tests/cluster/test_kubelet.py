@@ -165,3 +165,24 @@ def test_local_process_deployment_runner(tmp_path: Path) -> None:
         assert "message" not in pod["status"]
     finally:
         c.stop()
+
+
+def test_test_drivers_with_kubelet_none(cluster: EmbeddedCluster, kubectl: Kubectl, namespace: str) -> None:
+    """kubelet "none": tests finish Jobs and ready Deployments themselves, through the cluster's helpers."""
+    spec = job("drv", "raise SystemExit(1)", backoffLimit=1)
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(spec))
+    assert kubectl("get", "pods", "-n", namespace, "-o", "name").strip() == ""  # nothing runs by itself
+    pod = cluster.finish_job(namespace, "drv", exit_code=2, message='{"error": "oom"}')
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == '{"error": "oom"}'
+    st = kubectl.json("get", "job", "drv", "-n", namespace)["status"]
+    assert st["failed"] == 1 and "conditions" not in st  # backoffLimit 1: one more attempt allowed
+    cluster.finish_job(namespace, "drv", exit_code=0, message='{"ok": true}')
+    kubectl("wait", "--for=condition=Complete", "job/drv", "-n", namespace, "--timeout=5s")
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "srv"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "srv"}},
+                    "template": {"metadata": {"labels": {"app": "srv"}},
+                                 "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(dep))
+    cluster.make_deployment_ready(namespace, "srv")
+    kubectl("wait", "--for=condition=Available", "deploy/srv", "-n", namespace, "--timeout=5s")
+    assert kubectl.json("get", "deploy", "srv", "-n", namespace)["status"]["readyReplicas"] == 2
