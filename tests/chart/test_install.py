@@ -120,7 +120,7 @@ def test_operator_deployment_as_rendered(release, api, values):
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert container["args"][:2] == ["run", f"--metrics-port={values['metrics']['port']}"]
+    assert container["args"] == ["run", f"--metrics-port={values['metrics']['port']}"]
     assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -136,7 +136,7 @@ def test_rbac_binds_the_service_account(release, api):
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": "qm-qmodel-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qm-qmodel-operator", "namespace": NS}]
-    assert not any(r.get("apiGroups") == ["kopf.dev"] for r in role["rules"]), "peering is off by default"
+    assert not any("namespaces" in r["resources"] for r in role["rules"]), "cluster-wide Kopf lists no namespaces"
 
 
 def test_metrics_service_selects_the_operator_pod(release, api):
@@ -158,12 +158,13 @@ SERVICE_MONITOR_CRD = {
 
 
 def test_every_option_on(cluster, api, chart_dir):
-    """ServiceMonitor (prometheus-operator's CRD present), Grafana dashboard, peering, no CRD (already there)."""
+    """ServiceMonitor (prometheus-operator's CRD present), Grafana dashboard, watched namespaces, verbose logging,
+    no CRD (already there)."""
     api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SERVICE_MONITOR_CRD)
     ns = "observability"
     result = install(config(cluster, ns), chart_dir, "full", {
         "crds": {"install": False},
-        "peering": {"enabled": True},
+        "operator": {"watchNamespaces": ["ml", "research"], "verbose": True},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "grafanaDashboard": {"enabled": True},
     })
@@ -177,9 +178,10 @@ def test_every_option_on(cluster, api, chart_dir):
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["qmodel-operator.json"])["panels"]
     role = api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/full-qmodel-operator")
-    assert any(r["apiGroups"] == ["kopf.dev"] for r in role["rules"])
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]} in role["rules"]
     dep = api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/full-qmodel-operator")
-    assert "--peering=default" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["run", "--metrics-port=8080", "--namespace=ml", "--namespace=research", "--verbose"]
 
 
 @pytest.mark.parametrize("values", [

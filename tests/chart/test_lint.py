@@ -49,7 +49,7 @@ def test_chart_lints_clean(chart_dir):
 
 def test_chart_lints_clean_with_every_option_on(chart_dir, tmp_path):
     path = chart_copy(chart_dir, tmp_path, metrics__serviceMonitor__enabled=True, grafanaDashboard__enabled=True,
-                      peering__enabled=True, replicaCount=2, crds__keep=False,
+                      operator__watchNamespaces=["ml", "research"], operator__verbose=True, crds__keep=False,
                       image__digest="sha256:" + "a" * 64, serviceAccount__annotations={"a": "b"},
                       operator__extraArgs=["--verbose"], operator__extraEnv=[{"name": "X", "value": "1"}])
     assert problems(lint(path)) == []

@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 OP = REPO / "operator" / "qmodel_operator"
 KOPF = Path(kopf.__file__).parent
 
-HANDLERS, OPS, RECONCILE, COMMON = OP / "handlers.py", OP / "kube" / "ops.py", OP / "reconcile.py", \
-    OP / "resources" / "common.py"
-OBSERVATION, PEERING = KOPF / "_core" / "reactor" / "observation.py", KOPF / "_core" / "engines" / "peering.py"
+HANDLERS, OPS, RECONCILE, COMMON, RUN = OP / "handlers.py", OP / "kube" / "ops.py", OP / "reconcile.py", \
+    OP / "resources" / "common.py", OP / "commands" / "run.py"
+OBSERVATION = KOPF / "_core" / "reactor" / "observation.py"
 
 # (apiGroup, resource, verb): (file, regex that finds the code needing it)
 REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
@@ -55,16 +55,19 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
     ("", "events", "create"): (OPS, r'request\("POST", f"/api/v1/namespaces/\{meta\[.namespace.\]\}/events"'),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"): (OBSERVATION, r'wait_for\(references\.CRDS\)'),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): (OBSERVATION, r'wait_for\(references\.CRDS\)'),
-    ("", "namespaces", "list"): (OBSERVATION, r'wait_for\(references\.NAMESPACES\)'),
-    ("", "namespaces", "watch"): (OBSERVATION, r'wait_for\(references\.NAMESPACES\)'),
+    # Kopf runs standalone (run.py): no kopf.dev peering objects are read or written.
+    ("_standalone", "", ""): (RUN, r"kopf\.run\(standalone=True"),
 }
-PEERING_REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
-    ("kopf.dev", plural, verb): (PEERING, pattern)
-    for plural in ("clusterkopfpeerings", "kopfpeerings")
-    for verb, pattern in (("list", r"CLUSTER_PEERINGS_K|NAMESPACED_PEERINGS_K"),
-                          ("watch", r"CLUSTER_PEERINGS_K|NAMESPACED_PEERINGS_K"),
-                          ("patch", r"patching\.patch_obj\("))
+# Only with operator.watchNamespaces: Kopf lists/watches Namespaces when not cluster-wide.
+NAMESPACED_REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
+    ("", "namespaces", "list"): (OBSERVATION, r"if not settings\.scanning\.disabled and not clusterwide:"),
+    ("", "namespaces", "watch"): (OBSERVATION, r"if not settings\.scanning\.disabled and not clusterwide:"),
+    ("_clusterwide_without_namespaces", "", ""): (RUN, r"clusterwide=not args\.namespace"),
 }
+
+
+def grants(table: dict) -> set[tuple[str, str, str]]:
+    return {t for t in table if not t[0].startswith("_")}
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +93,17 @@ def granted(cluster, chart_dir, release: str, values: dict) -> set[tuple[str, st
 
 
 def test_the_installed_cluster_role_grants_exactly_what_the_code_needs(cluster, chart_dir):
-    assert granted(cluster, chart_dir, "plain", {}) == set(REQUIRED)
+    assert granted(cluster, chart_dir, "plain", {}) == grants(REQUIRED)
 
 
-def test_peering_adds_only_the_peering_rules(cluster, chart_dir):
-    assert granted(cluster, chart_dir, "peered", {"peering": {"enabled": True}}) == \
-        set(REQUIRED) | set(PEERING_REQUIRED)
+def test_watching_namespaces_adds_only_the_namespace_rules(cluster, chart_dir):
+    assert granted(cluster, chart_dir, "scoped", {"operator": {"watchNamespaces": ["ml"]}}) == \
+        grants(REQUIRED) | grants(NAMESPACED_REQUIRED)
 
 
-@pytest.mark.parametrize("triple", sorted({**REQUIRED, **PEERING_REQUIRED}), ids=lambda t: "/".join(t))
+@pytest.mark.parametrize("triple", sorted({**REQUIRED, **NAMESPACED_REQUIRED}), ids=lambda t: "/".join(t))
 def test_each_verb_has_its_code_path(triple):
-    path, pattern = {**REQUIRED, **PEERING_REQUIRED}[triple]
+    path, pattern = {**REQUIRED, **NAMESPACED_REQUIRED}[triple]
     assert path.is_file(), f"{path} (needed for {triple}) does not exist"
     assert re.search(pattern, path.read_text()), f"{triple}: no {pattern!r} in {path} — drop the verb or fix the table"
 
@@ -114,4 +117,4 @@ def test_the_operator_sends_no_request_the_table_does_not_cover():
              "DELETE": {"delete"}}
     assert methods, "no requests found: has kube/ moved?"
     for method in methods:
-        assert verbs[method] & {v for (_, _, v) in REQUIRED}, method
+        assert verbs[method] & {v for (_, _, v) in grants(REQUIRED)}, method

@@ -22,7 +22,8 @@ def test_values_yaml_is_valid_against_its_schema(values, values_schema):
     (("image", "pullPolicy"), "Sometimes"),
     (("image", "digest"), "latest"),
     (("crds", "install"), "yes"),
-    (("operator", "logLevel"), "TRACE"),
+    (("operator", "watchNamespaces"), ["Not_A_Namespace"]),
+    (("replicaCount",), 2),                              # Kopf runs standalone: one operator pod
     (("metrics", "serviceMonitor", "interval"), "often"),
     (("unknownTopLevelKey",), 1),                        # typos in overrides are rejected, not ignored
     (("metrics", "service", "prot"), 8080),
