@@ -36,6 +36,7 @@ from ..api.jobcontract import (
 from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Plan
 from .common import (
+    ANNOTATION_OWNER_NAME,
     COMPONENT_EVALUATE,
     COMPONENT_QUANTIZE,
     GPU_PRODUCT_LABEL,
@@ -118,6 +119,7 @@ def _job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, name: str, compo
     if queue:
         job_labels[LABEL_KUEUE_QUEUE] = queue
     pod_labels = labels(owner.name, component, **extra_labels)
+    pod_annotations = {ANNOTATION_OWNER_NAME: owner.name}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
@@ -140,7 +142,7 @@ def _job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, name: str, compo
                              "values": NON_RETRYABLE_EXIT_CODES}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        "template": {"metadata": {"labels": pod_labels, "annotations": pod_annotations}, "spec": pod_spec},
     }
     if queue:
         job_spec["suspend"] = True

@@ -1,0 +1,216 @@
+"""Observing one QuantizedModel's world.
+
+The operator keeps Kopf indexes (watch-fed caches, populated before any handler runs, so a restarted operator
+never reconciles from a half-listed cluster) of what it needs, each reduced to a small summary at index time:
+
+* ``qmodel_jobs``     Jobs with our managed-by label, keyed ``(namespace, qm label)``  → ``job_summary``
+* ``qmodel_pods``     Pods of those Jobs, keyed ``(namespace, job name)``               → ``pod_summary``
+* ``qmodel_deploys``  Deployments with our label, keyed ``(namespace, qm label)``       → ``deployment_summary``
+* ``qmodel_services`` Services with our label, keyed ``(namespace, qm label)``          → applied hash
+* ``qmodel_records``  artifact/evaluation record ConfigMaps, keyed ``(namespace, kind, key)`` → result dict
+* ``qmodel_nodes``    Nodes, keyed ``None``                                            → ``node_summary``
+
+``observe`` turns the summaries of one QuantizedModel into ``planning.stages.Observed``. The summaries are plain
+dicts so the indexes stay small (1,000 QuantizedModels cost a few MiB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..planning.stages import DeploymentObs, JobObs, Observed, PodObs
+from ..resources.common import (
+    ANNOTATION_APPLIED_HASH,
+    ANNOTATION_OWNER_NAME,
+    LABEL_ARTIFACT_KEY,
+    LABEL_COMPONENT,
+    LABEL_EVALUATION_KEY,
+    LABEL_GENERATION,
+    LABEL_METHOD,
+    LABEL_RETRY,
+    deployment_name,
+    label_value,
+)
+from ..resources.records import read_record
+
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    complete = failed = None
+    for c in status.get("conditions") or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") == "Complete":
+            complete = c
+        elif c.get("type") == "Failed":
+            failed = c
+    component = labels.get(LABEL_COMPONENT, "")
+    return {
+        "name": meta.get("name", ""),
+        "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, ""),
+        "component": component,
+        "key": labels.get(LABEL_EVALUATION_KEY if component == "evaluate" else LABEL_ARTIFACT_KEY, ""),
+        "artifactKey": labels.get(LABEL_ARTIFACT_KEY, ""),
+        "method": labels.get(LABEL_METHOD, ""),
+        "retry": _int(labels.get(LABEL_RETRY)),
+        "generation": _int(labels.get(LABEL_GENERATION)),
+        "suspended": bool(spec.get("suspend")),
+        "active": _int(status.get("active")),
+        "succeeded": complete is not None or (_int(status.get("succeeded")) > 0 and failed is None),
+        "failedReason": (failed.get("reason") or "Failed") if failed else None,
+        "failedMessage": (failed.get("message") or "") if failed else "",
+        "startTime": status.get("startTime"),
+    }
+
+
+def pod_job_name(body: Mapping[str, Any]) -> str | None:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    for key in JOB_NAME_LABELS:
+        if labels.get(key):
+            return str(labels[key])
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "Job":
+            return str(ref.get("name"))
+    return None
+
+
+def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    out: dict[str, Any] = {"name": meta.get("name", ""), "phase": status.get("phase") or "Pending",
+                           "created": meta.get("creationTimestamp") or ""}
+    statuses = status.get("containerStatuses") or []
+    if statuses:
+        state = statuses[0].get("state") or {}
+        term = state.get("terminated")
+        if term is None and (statuses[0].get("lastState") or {}).get("terminated") and not state.get("running"):
+            term = statuses[0]["lastState"]["terminated"]
+        if term:
+            out["exitCode"] = term.get("exitCode")
+            out["terminatedReason"] = term.get("reason")
+            out["message"] = term.get("message")
+        waiting = state.get("waiting")
+        if waiting:
+            out["waitingReason"] = waiting.get("reason")
+            out["waitingMessage"] = waiting.get("message")
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            out["unschedulable"] = c.get("message") or "no node fits the pod"
+    return out
+
+
+def deployment_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return {
+        "name": meta.get("name", ""),
+        "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, ""),
+        "hash": (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH),
+        "generation": _int(meta.get("generation")),
+        "observedGeneration": _int(status.get("observedGeneration")),
+        "specReplicas": _int((body.get("spec") or {}).get("replicas"), 1),
+        "replicas": _int(status.get("replicas")),
+        "updatedReplicas": _int(status.get("updatedReplicas")),
+        "readyReplicas": _int(status.get("readyReplicas")),
+        "availableReplicas": _int(status.get("availableReplicas")),
+    }
+
+
+def service_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    return {"name": meta.get("name", ""), "hash": (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)}
+
+
+def node_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the planner reads of a Node (labels, allocatable/capacity, readiness, taints) — not its image list."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": meta.get("name", ""), "labels": dict(meta.get("labels") or {})},
+        "spec": {k: v for k, v in (body.get("spec") or {}).items() if k in ("unschedulable", "taints")},
+        "status": {"capacity": dict(status.get("capacity") or {}),
+                   "allocatable": dict(status.get("allocatable") or {}),
+                   "conditions": [dict(c) for c in status.get("conditions") or []]},
+    }
+
+
+def record_result(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    return read_record(dict(body))
+
+
+def _pod_obs(p: Mapping[str, Any]) -> PodObs:
+    return PodObs(name=p["name"], phase=p.get("phase", "Pending"), exit_code=p.get("exitCode"),
+                  terminated_reason=p.get("terminatedReason"), message=p.get("message"),
+                  waiting_reason=p.get("waitingReason"), waiting_message=p.get("waitingMessage"),
+                  unschedulable_message=p.get("unschedulable"), created=p.get("created", ""))
+
+
+def _values(index: Any, key: Any) -> list[Any]:
+    if index is None:
+        return []
+    try:
+        store = index.get(key)
+    except Exception:  # noqa: BLE001 - a kopf Index raises nothing, a dict neither; be lenient with both
+        return []
+    return list(store) if store is not None else []
+
+
+def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_keys: Iterable[str],
+            evaluation_keys: Iterable[str]) -> Observed:
+    """The children and records of one QuantizedModel, from the Kopf indexes."""
+    qm = label_value(name)
+    jobs: list[JobObs] = []
+    for j in _values(indexes.get("qmodel_jobs"), (namespace, qm)):
+        if j.get("owner") and j["owner"] != name:
+            continue  # another object whose shortened label collides
+        pods = tuple(sorted((_pod_obs(p) for p in _values(indexes.get("qmodel_pods"), (namespace, j["name"]))),
+                            key=lambda p: (p.created, p.name)))
+        jobs.append(JobObs(name=j["name"], component=j["component"], key=j["key"], retry=j["retry"],
+                           generation=j["generation"], artifact_key=j["artifactKey"], method=j["method"],
+                           suspended=j["suspended"], active=j["active"], succeeded=j["succeeded"],
+                           failed_reason=j["failedReason"], failed_message=j["failedMessage"],
+                           start_time=j["startTime"], pods=pods))
+    jobs.sort(key=lambda j: (j.component, j.key, j.retry))
+    records = indexes.get("qmodel_records")
+    artifacts: dict[str, dict[str, Any]] = {}
+    for key in artifact_keys:
+        found = _values(records, (namespace, "artifact", key))
+        if found and found[-1] is not None and found[-1].get("ok", True):
+            artifacts[key] = found[-1]
+    evaluations: dict[str, dict[str, Any]] = {}
+    for key in evaluation_keys:
+        found = _values(records, (namespace, "evaluation", key))
+        if found and found[-1] is not None:
+            evaluations[key] = found[-1]
+    deployment = None
+    dep_name = deployment_name(name)
+    for d in _values(indexes.get("qmodel_deploys"), (namespace, qm)):
+        if d["name"] == dep_name:
+            deployment = DeploymentObs(name=d["name"], applied_hash=d["hash"], generation=d["generation"],
+                                       observed_generation=d["observedGeneration"], spec_replicas=d["specReplicas"],
+                                       replicas=d["replicas"], updated_replicas=d["updatedReplicas"],
+                                       ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"])
+    service_hash = None
+    for s in _values(indexes.get("qmodel_services"), (namespace, qm)):
+        service_hash = s["hash"]
+    return Observed(jobs=tuple(jobs), artifacts=artifacts, evaluations=evaluations, deployment=deployment,
+                    service_hash=service_hash)
+
+
+def nodes(indexes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in _values(indexes.get("qmodel_nodes"), None) if n]

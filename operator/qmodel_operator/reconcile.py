@@ -1,0 +1,333 @@
+"""observe → plan → decide → execute → status: the one place where I/O and decisions meet.
+
+``Reconciler.trigger(namespace, name)`` schedules a reconcile of one QuantizedModel. Every Kopf handler (the
+resource's create/update/resume, events of its Jobs/Pods/Deployment) and the periodic resync only call it.
+Triggers coalesce: while a reconcile of an object runs, further triggers set one "again" flag, so a burst of
+child events costs one extra reconcile, not one each. At most ``settings.workers`` reconciles run at once.
+
+A reconcile:
+
+1. GETs the QuantizedModel (fresh, never the possibly stale event body) — status included, because status is the
+   persisted record of the ladder (``status.attempts``) and of what is served (``servingArtifact``/``servedPlan``);
+2. parses the spec (every error with its field path → InvalidSpec), reads ``spec.model.configMapRef`` when set,
+   builds the fleet from the Node index and plans every rung of the ladder (pure planner);
+3. observes the children and records from the Kopf indexes (kube/observe.py);
+4. calls the pure ``planning.stages.decide``;
+5. executes its actions (create-if-absent Jobs/records, server-side apply Deployment/Service);
+6. writes status with one merge patch when it changed, posts an Event per transition and updates metrics.
+
+Nothing is kept in memory between reconciles except the coalescing flags: a restarted operator resumes from the
+cluster (status + children + records), and deterministic names make every create idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import metrics
+from .api.conditions import ConditionType, Reason
+from .api.resource import SpecError, parse_spec
+from .api.spec import QuantizedModelSpec
+from .api.status import QuantizedModelStatus
+from .kube import observe as obs
+from .kube import ops
+from .kube.client import ApiError, Kube
+from .planning import ProfileError, fallback_ladder, fleet_from_nodes, plan, profile_for
+from .planning.stages import (
+    ApplyDeployment,
+    ApplyService,
+    CreateEvaluateJob,
+    CreateQuantizeJob,
+    Decision,
+    RecordArtifact,
+    RecordEvaluation,
+    Rung,
+    ServingTarget,
+    build_rungs,
+    decide,
+)
+from .resources import (
+    Owner,
+    applied_hash,
+    build_artifact_record,
+    build_deployment,
+    build_evaluate_job,
+    build_evaluation_record,
+    build_quantize_job,
+    build_service,
+    endpoint,
+)
+from .resources.common import evaluate_job_name, quantize_job_name
+from .settings import Settings
+
+log = logging.getLogger("qmodel.reconcile")
+
+INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes")
+
+_STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
+
+
+def parse_status(raw: Mapping[str, Any] | None) -> QuantizedModelStatus:
+    """Our part of ``.status`` (Kopf may keep its own keys there). A status we cannot parse starts afresh."""
+    ours = {k: v for k, v in (raw or {}).items() if k in _STATUS_FIELDS}
+    try:
+        return QuantizedModelStatus.model_validate(ours)
+    except ValueError:
+        log.warning("status could not be parsed; starting from an empty status")
+        return QuantizedModelStatus()
+
+
+def status_patch(old: Mapping[str, Any] | None, new: QuantizedModelStatus) -> dict[str, Any] | None:
+    """The merge patch that turns ``old`` into ``new`` (None when nothing changed). Removed fields → null."""
+    new_raw = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    old_ours = {k: v for k, v in (old or {}).items() if k in _STATUS_FIELDS}
+    if old_ours == new_raw:
+        return None
+    patch: dict[str, Any] = dict(new_raw)
+    for k in old_ours:
+        if k not in new_raw:
+            patch[k] = None
+    return patch
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings):
+        self.kube = kube
+        self.settings = settings
+        self.indexes: dict[str, Any] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._again: set[tuple[str, str]] = set()
+        self._sem = asyncio.Semaphore(max(1, settings.workers))
+        self.ready = asyncio.Event()
+
+    # -------------------------------------------------------------------------------------------- scheduling
+
+    def remember_indexes(self, kwargs: Mapping[str, Any]) -> None:
+        for name in INDEX_NAMES:
+            if name in kwargs:
+                self.indexes[name] = kwargs[name]
+        if len(self.indexes) == len(INDEX_NAMES):
+            self.ready.set()
+
+    def trigger(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._running[key] = asyncio.create_task(self._run(key), name=f"reconcile {namespace}/{name}")
+
+    async def _run(self, key: tuple[str, str]) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                failed = False
+                async with self._sem:
+                    try:
+                        await self.reconcile(*key)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a reconcile error is counted and retried
+                        failed = True
+                        reason = f"api{exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
+                        metrics.RECONCILES.labels(result="error").inc()
+                        metrics.RECONCILE_ERRORS.labels(reason=reason).inc()
+                        log.error("reconcile of %s/%s failed: %s", key[0], key[1], exc,
+                                  exc_info=not isinstance(exc, ApiError))
+                if failed and key not in self._again:
+                    await asyncio.sleep(min(5.0, self.settings.resync_seconds))
+                    self._again.add(key)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def wait_idle(self) -> None:
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    async def resync_forever(self, namespaces: list[str] | None) -> None:
+        """Reconcile every QuantizedModel every ``resync_seconds`` (events usually come first)."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            if not self.ready.is_set():
+                continue
+            try:
+                keys: list[tuple[str, str]] = []
+                for ns in namespaces or [None]:  # type: ignore[list-item]
+                    keys += await ops.list_quantized_models(self.kube, ns)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("resync listing failed: %s", exc)
+                continue
+            for ns, name in keys:
+                self.trigger(ns, name)
+
+    # -------------------------------------------------------------------------------------------- one pass
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        started = time.monotonic()
+        qm = await ops.get_quantized_model(self.kube, namespace, name)
+        if qm is None or (qm.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        meta = qm["metadata"]
+        generation = int(meta.get("generation") or 1)
+        raw_status = qm.get("status") or {}
+        status = parse_status(raw_status)
+        owner = Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
+        now = datetime.now(UTC)
+
+        spec: QuantizedModelSpec | None = None
+        errors: list[str] = []
+        rungs: list[Rung] = []
+        try:
+            spec = parse_spec(qm.get("spec"))
+        except SpecError as exc:
+            errors = exc.errors
+        if spec is not None:
+            try:
+                rungs = await self._plan(spec, namespace)
+            except (ProfileError, SpecError) as exc:
+                errors = exc.errors if isinstance(exc, SpecError) else [str(exc)]
+
+        keys = [r.artifact_key for r in rungs]
+        if status.serving_artifact is not None:
+            keys.append(status.serving_artifact.key)
+        observed = obs.observe(namespace=namespace, name=name, indexes=self.indexes, artifact_keys=keys,
+                               evaluation_keys=[r.evaluation_key for r in rungs])
+
+        def hashes(target: ServingTarget) -> tuple[str, str]:
+            assert spec is not None
+            dep = build_deployment(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                   artifact_key=target.artifact_key)
+            return applied_hash(dep), applied_hash(build_service(owner))
+
+        def job_name(component: str, key: str, retry: int) -> str:
+            fn = quantize_job_name if component == "quantize" else evaluate_job_name
+            return fn(name, key, retry)
+
+        decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
+                          observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
+                          max_retries=self.settings.max_retries, job_name=job_name)
+        if spec is not None:
+            await self._execute(owner, spec, generation, decision)
+        patch = status_patch(raw_status, decision.status)
+        if patch is not None:
+            await ops.patch_status(self.kube, namespace, name, patch)
+        if self.settings.event_posting:
+            for event in decision.events:
+                await ops.post_event(self.kube, qm, type_=event.type, reason=event.reason, message=event.message,
+                                     now=now)
+        self._observe_metrics(owner, qm, status, decision, now)
+        metrics.RECONCILES.labels(result="ok").inc()
+        metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+
+    async def _plan(self, spec: QuantizedModelSpec, namespace: str) -> list[Rung]:
+        config_json = None
+        ref = spec.model.config_map_ref
+        if ref is not None:
+            key = ref.key or "config.json"
+            cm = await ops.get_configmap(self.kube, namespace, ref.name)
+            raw = ((cm or {}).get("data") or {}).get(key)
+            if raw is None:
+                where = f"ConfigMap {namespace}/{ref.name}"
+                raise SpecError([f"spec.model.configMapRef: {where} " + ("not found" if cm is None
+                                                                          else f"has no key {key!r}")])
+            try:
+                config_json = json.loads(raw)
+            except ValueError as exc:
+                raise SpecError([f"spec.model.configMapRef: key {key!r} of ConfigMap {namespace}/{ref.name} "
+                                 f"is not JSON: {exc}"]) from None
+        profile = profile_for(spec, config_json)
+        fleet = fleet_from_nodes(obs.nodes(self.indexes))
+        base = plan(spec, profile, fleet)
+        if not base.fits:
+            return [Rung(method=base.method, plan=base, artifact_key="", evaluation_key="")]
+        return build_rungs(spec, base, fallback_ladder(spec, base),
+                           lambda m: plan(spec, profile, fleet, method=m))
+
+    async def _execute(self, owner: Owner, spec: QuantizedModelSpec, generation: int, decision: Decision) -> None:
+        for action in decision.actions:
+            if isinstance(action, CreateQuantizeJob):
+                r = action.rung
+                job = build_quantize_job(owner, spec, r.plan, method=r.method, key=r.artifact_key,
+                                         retry=action.retry, generation=generation)
+                if await ops.create_if_absent(self.kube, job):
+                    metrics.JOBS_CREATED.labels(component="quantize").inc()
+            elif isinstance(action, CreateEvaluateJob):
+                r = action.rung
+                job = build_evaluate_job(owner, spec, r.plan, method=r.method, artifact_key=r.artifact_key,
+                                         evaluation_key=r.evaluation_key, candidate=action.artifact_uri,
+                                         retry=action.retry, generation=generation)
+                if await ops.create_if_absent(self.kube, job):
+                    metrics.JOBS_CREATED.labels(component="evaluate").inc()
+            elif isinstance(action, RecordArtifact):
+                await ops.create_if_absent(self.kube, build_artifact_record(
+                    owner.namespace, action.key, action.result, produced_by=action.produced_by,
+                    method=action.method))
+            elif isinstance(action, RecordEvaluation):
+                await ops.create_if_absent(self.kube, build_evaluation_record(
+                    owner.namespace, action.key, action.result, produced_by=action.produced_by,
+                    artifact_key=action.artifact_key))
+            elif isinstance(action, ApplyService):
+                await ops.apply(self.kube, build_service(owner))
+            elif isinstance(action, ApplyDeployment):
+                t = action.target
+                await ops.apply(self.kube, build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri,
+                                                            artifact_key=t.artifact_key))
+
+    def _observe_metrics(self, owner: Owner, qm: Mapping[str, Any], old: QuantizedModelStatus,
+                         decision: Decision, now: datetime) -> None:
+        new = decision.status
+        before = {c.type: c for c in old.conditions}
+        method = str(new.plan.method) if new.plan else ""
+        for c in new.conditions:
+            prev = before.get(c.type)
+            if prev is not None and prev.status == c.status and prev.reason == c.reason:
+                continue
+            metrics.TRANSITIONS.labels(condition=c.type, status=c.status, reason=c.reason).inc()
+            if c.reason == Reason.ARTIFACT_REUSED:
+                metrics.ARTIFACTS_REUSED.inc()
+            started = _parse_time(prev.last_transition_time) if prev is not None and prev.status != "True" else None
+            stage = {"Quantized": "quantize", "Evaluated": "evaluate", "Serving": "rollout"}.get(c.type)
+            if stage and started and (c.status == "True" or c.reason in (Reason.GATE_FAILED, Reason.FALLING_BACK)):
+                metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(
+                    max(0.0, (now - started).total_seconds()))
+            if c.type == ConditionType.READY and c.status == "True" and (prev is None or prev.status != "True"):
+                created = _parse_time(str((qm.get("metadata") or {}).get("creationTimestamp") or ""))
+                if created:
+                    metrics.STAGE_DURATION.labels(stage="lifecycle", method=method).observe(
+                        max(0.0, (now - created).total_seconds()))
+        old_outcomes = {(str(a.method), a.artifact_key, a.evaluation_key): a.outcome for a in old.attempts}
+        for a in new.attempts:
+            was = old_outcomes.get((str(a.method), a.artifact_key, a.evaluation_key))
+            if was == a.outcome or a.evaluation_key is None:
+                continue
+            if a.outcome == "Passed":
+                metrics.GATE_RESULTS.labels(method=str(a.method), result="passed").inc()
+            elif a.outcome == "GateFailed":
+                metrics.GATE_RESULTS.labels(method=str(a.method), result="failed").inc()
+        ev = new.evaluation
+        if ev is not None and ev.perplexity_increase is not None:
+            metrics.set_gauge(metrics.PERPLEXITY_INCREASE, owner.namespace, owner.name, ev.perplexity_increase,
+                              str(ev.method or ""))
+        served = new.served_plan
+        if served is not None:
+            metrics.set_gauge(metrics.GPUS_PER_REPLICA, owner.namespace, owner.name, served.gpus_per_replica,
+                              "served")
+            if served.fp16_gpus_per_replica is not None:
+                metrics.set_gauge(metrics.GPUS_PER_REPLICA, owner.namespace, owner.name,
+                                  served.fp16_gpus_per_replica, "fp16")
+
+
+def _parse_time(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
