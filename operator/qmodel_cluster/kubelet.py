@@ -702,6 +702,8 @@ class Kubelet:
         if finished or spec.get("suspend"):
             self._write_job_status(jobs, job, {**status, "active": 0 if finished else len(active),
                                                "succeeded": succeeded, "failed": failed})
+            if finished and spec.get("ttlSecondsAfterFinished") is not None and spawn:
+                self._ttl(job, conds)
             return
         if not status.get("startTime"):
             status["startTime"] = now
@@ -758,6 +760,21 @@ class Kubelet:
         self._write_job_status(jobs, job, {**status, "active": len(active), "ready": ready, "succeeded": succeeded,
                                            "failed": failed, "terminating": 0,
                                            "uncountedTerminatedPods": {}})
+
+    def _ttl(self, job: dict[str, Any], conds: list[dict[str, Any]]) -> None:
+        """The TTL-after-finished controller: delete a finished Job (and, by GC, its Pods) after the TTL."""
+        md = job["metadata"]
+        finished_at = max((_parse_time(c.get("lastTransitionTime")) for c in conds
+                           if c["type"] in ("Complete", "Failed")), default=None, key=lambda t: t or datetime.min)
+        if finished_at is None:
+            return
+        remaining = finished_at.timestamp() + float(job["spec"]["ttlSecondsAfterFinished"]) - \
+            datetime.now(UTC).timestamp()
+        if remaining > 0:
+            self._enqueue("job", md["namespace"], md["name"], delay=remaining + 0.05)
+        else:
+            with contextlib.suppress(errors.ApiError):
+                self.store.delete(self.rt("batch", "jobs"), md["namespace"], md["name"], propagation="Background")
 
     # ------------------------------------------------------------------ test drivers (kubelet "none")
 

@@ -18,7 +18,10 @@ from .conftest import Kubectl, eventually
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedCluster, Kubectl]]:
     c = EmbeddedCluster(tmp_path_factory.mktemp("local") / "cluster", kubelet="local").start_in_thread()
-    yield c, Kubectl(c.kubeconfig_path, tmp_path_factory.mktemp("home-local"))
+    kubectl = Kubectl(c.kubeconfig_path, tmp_path_factory.mktemp("home-local"))
+    kubectl("create", "secret", "generic", "hf", "--from-literal=token=s3cret")
+    kubectl("create", "configmap", "cfg", "--from-literal=mode=fast")
+    yield c, kubectl
     c.stop()
 
 
@@ -59,8 +62,6 @@ open(result, 'w').write(json.dumps({'ok': True, 'out': out}))
 
 def test_job_runs_as_local_process(local: tuple[EmbeddedCluster, Kubectl]) -> None:
     cluster, kubectl = local
-    kubectl("create", "secret", "generic", "hf", "--from-literal=token=s3cret")
-    kubectl("create", "configmap", "cfg", "--from-literal=mode=fast")
     kubectl("apply", "-f", "-", input=json.dumps(job("quantize", SUCCESS)))
     kubectl("wait", "--for=condition=Complete", "job/quantize", "--timeout=30s")
     j = kubectl.json("get", "job", "quantize")
@@ -115,6 +116,13 @@ def test_job_active_deadline(local: tuple[EmbeddedCluster, Kubectl]) -> None:
     st = kubectl.json("get", "job", "slow")["status"]
     assert {c["type"]: c["reason"] for c in st["conditions"]}["Failed"] == "DeadlineExceeded"
     eventually(lambda: kubectl("get", "pods", "-l", "job-name=slow", "-o", "name").strip() == "", timeout=10)
+
+
+def test_job_ttl_after_finished(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    _, kubectl = local
+    kubectl("apply", "-f", "-", input=json.dumps(job("ttl", "pass", ttlSecondsAfterFinished=0)))
+    eventually(lambda: kubectl.run("get", "job", "ttl", check=False).returncode != 0, timeout=15)
+    eventually(lambda: kubectl("get", "pods", "-l", "job-name=ttl", "-o", "name").strip() == "", timeout=10)
 
 
 def test_deployment_pods_are_simulated_ready(local: tuple[EmbeddedCluster, Kubectl]) -> None:
