@@ -102,6 +102,10 @@ def test_cel_rules(kubectl: Kubectl, widgets_crd: str, namespace: str) -> None:
     proc = kubectl.run("apply", "-n", namespace, "-f", "-", input=json.dumps(small), check=False)
     assert "small widgets allow a gate maxDelta of at most 10" in proc.stderr
     assert kubectl("get", "wd", "-n", namespace, "-o", "name").strip() == ""
+    upper = {"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "upper"},
+             "spec": {"model": "m", "tags": ["ok", "Bad", "WORSE"]}}
+    proc = kubectl.run("apply", "-n", namespace, "-f", "-", input=json.dumps(upper), check=False)
+    assert "spec.tags: Invalid value: \"array\": tags must be lower case, got Bad, WORSE" in proc.stderr
     # transition rule (oldSelf): tier is immutable once set
     tiered = {"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "tiered"},
               "spec": {"model": "m", "tier": "gold"}}
