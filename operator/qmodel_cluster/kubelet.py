@@ -358,6 +358,11 @@ class Kubelet:
         elif rt.key == ("apps", "deployments"):
             self._enqueue("deploy", md["namespace"], md["name"])
         elif rt.key == ("", "pods"):
+            if (type_ == "ADDED" and (md["namespace"], md["name"]) not in self.pods
+                    and not any(r.get("kind") in ("Job", "Deployment") for r in md.get("ownerReferences") or [])
+                    and (obj.get("status") or {}).get("phase", "Pending") == "Pending"):
+                # a bare Pod (kubectl run): bind it to a node and run it to completion
+                asyncio.get_running_loop().call_soon(self._run_bare_pod, md["namespace"], md["name"], md["uid"])
             if type_ == "DELETED":
                 entry = self.pods.pop((md["namespace"], md["name"]), None)
                 if entry is not None and entry[0].uid == md["uid"]:
@@ -369,6 +374,17 @@ class Kubelet:
                     self._enqueue("job", md["namespace"], ref["name"])
                 elif ref.get("kind") == "Deployment":
                     self._enqueue("deploy", md["namespace"], ref["name"])
+
+    def _run_bare_pod(self, namespace: str, name: str, uid: str) -> None:
+        pods = self.rt("", "pods")
+        pod = self.store.find(pods, namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid or (namespace, name) in self.pods:
+            return
+        if not (pod.get("spec") or {}).get("nodeName"):
+            node = self._pick_node(pod.get("spec") or {})
+            if node:
+                pod = self.store.update(pods, namespace, name, {**pod, "spec": {**pod["spec"], "nodeName": node}})
+        self.run_pod(pod, self.run_to_completion)
 
     def _enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
         key = (kind, namespace, name)

@@ -194,3 +194,26 @@ def test_test_drivers_with_kubelet_none(cluster: EmbeddedCluster, kubectl: Kubec
     cluster.make_deployment_ready(namespace, "srv")
     kubectl("wait", "--for=condition=Available", "deploy/srv", "-n", namespace, "--timeout=5s")
     assert kubectl.json("get", "deploy", "srv", "-n", namespace)["status"]["readyReplicas"] == 2
+
+
+def test_kubectl_create_and_run(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    """Typed kubectl commands (protobuf bodies) and bare pods from `kubectl run`."""
+    _, kubectl = local
+    kubectl("create", "job", "hi", "--image=busybox", "--", "python3", "-c", "print('job says hi')")
+    kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80")
+    kubectl("create", "service", "clusterip", "web", "--tcp=80:8080")
+    kubectl("run", "bare", "--image=busybox", "--restart=Never", "--command", "--",
+            "python3", "-c", "print('hi from run')")
+    kubectl("wait", "--for=condition=Complete", "job/hi", "--timeout=20s")
+    assert "job says hi" in kubectl("logs", "job/hi")
+    assert "successfully rolled out" in kubectl("rollout", "status", "deploy/web", "--timeout=20s")
+    dep = kubectl.json("get", "deploy", "web")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["ports"]) == ("nginx", [{"containerPort": 80}])
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    svc = kubectl.json("get", "svc", "web")["spec"]
+    assert svc["ports"][0]["port"] == 80 and svc["ports"][0]["targetPort"] == 8080 and svc["clusterIP"]
+    kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/bare", "--timeout=20s")
+    assert "hi from run" in kubectl("logs", "bare")
+    for args in (("job", "hi"), ("deploy", "web"), ("svc", "web"), ("pod", "bare")):
+        kubectl("delete", *args)
