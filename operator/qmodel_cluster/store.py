@@ -442,6 +442,8 @@ class Store:
         md = obj["metadata"]
         if "managedFields" not in md and old_md.get("managedFields"):
             md["managedFields"] = old_md["managedFields"]
+        if subresource is None:
+            self._check_immutable(rt, old, obj)
         obj = self._validate(rt, obj, self.view(rt, old, version), version, strict)
         md = obj["metadata"]
         # generation: bumps when anything but metadata (and status, where it is a subresource) changes
@@ -674,6 +676,63 @@ class Store:
         for w in list(self.watchers.get(existing.key, ())):
             w.close()
         self.registry.remove(existing.key)
+
+    def _check_immutable(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """The immutable fields of the built-in kinds the operator manages (as the real validation does)."""
+        causes = []
+
+        def same(path: str) -> bool:
+            a: Any = old
+            b: Any = new
+            for part in path.split("."):
+                a = a.get(part) if isinstance(a, dict) else None
+                b = b.get(part) if isinstance(b, dict) else None
+            return bool(a == b)
+
+        def immutable(path: str) -> None:
+            if not same(path):
+                causes.append({"reason": "FieldValueInvalid", "field": path,
+                               "message": 'Invalid value: "object": field is immutable'})
+        if rt.key == ("batch", "jobs"):
+            immutable("spec.selector")
+            immutable("spec.completions")
+            immutable("spec.completionMode")
+            if not (old.get("spec") or {}).get("suspend"):
+                immutable("spec.template")
+        elif rt.key in (("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")):
+            immutable("spec.selector")
+        elif rt.key == ("", "pods"):
+            def strip(o: dict[str, Any]) -> dict[str, Any]:
+                spec = dict(o.get("spec") or {})
+                if not (old.get("spec") or {}).get("nodeName"):
+                    spec.pop("nodeName", None)  # binding
+                for k in ("activeDeadlineSeconds", "tolerations", "schedulingGates"):
+                    spec.pop(k, None)
+                spec["containers"] = [{k: v for k, v in c.items() if k != "image"}
+                                      for c in spec.get("containers") or []]
+                spec["initContainers"] = [{k: v for k, v in c.items() if k != "image"}
+                                          for c in spec.get("initContainers") or []]
+                return spec
+            if strip(old) != strip(new):
+                causes.append({"reason": "FieldValueForbidden", "field": "spec",
+                               "message": "Forbidden: pod updates may not change fields other than "
+                                          "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                                          "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to "
+                                          "existing tolerations), `spec.terminationGracePeriodSeconds` "
+                                          "(allow it to be set to 1 if it was previously negative)"})
+        elif rt.key in (("", "configmaps"), ("", "secrets")) and old.get("immutable"):
+            if not (same("data") and same("binaryData") and same("immutable")):
+                causes.append({"reason": "FieldValueForbidden", "field": "data",
+                               "message": "Forbidden: field is immutable when `immutable` is set"})
+        elif rt.key == ("", "services"):
+            old_ip = (old.get("spec") or {}).get("clusterIP")
+            if old_ip and (new.get("spec") or {}).get("clusterIP") not in (None, "", old_ip):
+                immutable("spec.clusterIP")
+            elif old_ip and not (new.get("spec") or {}).get("clusterIP"):
+                new.setdefault("spec", {})["clusterIP"] = old_ip
+                new["spec"]["clusterIPs"] = (old.get("spec") or {}).get("clusterIPs", [old_ip])
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, old["metadata"]["name"], causes)
 
     def _defaults_on_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         key = rt.key

@@ -198,6 +198,11 @@ def test_builtins_and_namespace_deletion(api_client: client.ApiClient) -> None:
     job.status = client.V1JobStatus(succeeded=1, conditions=[client.V1JobCondition(type="Complete", status="True")])
     got = batch.replace_namespaced_job_status("j", "scratch", job)
     assert got.status.succeeded == 1 and got.metadata.generation == 1
+    # a Job's pod template is immutable, as on a real cluster
+    with pytest.raises(ApiException) as exc:
+        batch.patch_namespaced_job("j", "scratch", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "y", "command": ["true"]}]}}}})
+    assert exc.value.status == 422 and "spec.template: Invalid value" in status_body(exc.value)["message"]
     apps.create_namespaced_deployment("scratch", client.V1Deployment(
         metadata=client.V1ObjectMeta(name="d"),
         spec=client.V1DeploymentSpec(selector=client.V1LabelSelector(match_labels={"a": "b"}),
