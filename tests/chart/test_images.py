@@ -165,3 +165,14 @@ def test_chart_runs_the_operator_image_as_its_user():
     assert str(values["podSecurityContext"]["runAsGroup"]) == (gid or uid)
     expose = [rest for op, rest in stages[-1].instructions if op == "EXPOSE"]
     assert str(values["metrics"]["port"]) in " ".join(expose)
+
+
+def test_operator_image_command_is_accepted_by_the_cli():
+    """ENTRYPOINT ["qmodel"] + CMD parse with the real `qmodel` parser into the run command."""
+    from qmodel_operator.cli import build_parser
+
+    _, stages = parse(REPO / "images" / "operator" / "Dockerfile")
+    argv = exec_form(last(stages[-1], "ENTRYPOINT") or "[]") + exec_form(last(stages[-1], "CMD") or "[]")
+    assert argv[0] == "qmodel"
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.metrics_port == 8080 and args.namespace == []
