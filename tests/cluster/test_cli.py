@@ -15,8 +15,12 @@ from qmodel_cluster import free_port
 from .conftest import Kubectl, eventually
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_cluster_up_foreground(tmp_path: Path, kubectl: Kubectl, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("entry", "sig"), [
+    (["-m", "qmodel_cluster", "up"], signal.SIGTERM),
+    (["-m", "qmodel_cluster", "up"], signal.SIGINT),
+    (["-m", "qmodel_operator.cli", "cluster", "up"], signal.SIGTERM),  # what users type: `qmodel cluster up`
+])
+def test_cluster_up_foreground(tmp_path: Path, kubectl: Kubectl, entry: list[str], sig: signal.Signals) -> None:
     # a fleet file as `kubectl get nodes -o yaml` prints it (from the session cluster), with one more GPU node
     fleet = yaml.safe_load(kubectl("get", "nodes", "-o", "yaml"))
     extra = yaml.safe_load(yaml.safe_dump(fleet["items"][0]))
@@ -27,7 +31,7 @@ def test_cluster_up_foreground(tmp_path: Path, kubectl: Kubectl, sig: signal.Sig
     nodes.write_text(yaml.safe_dump(fleet))
     port = free_port()
     d = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "qmodel_cluster", "up", "--dir", str(d), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, *entry, "--dir", str(d), "--port", str(port),
                              "--kubelet", "none", "--nodes", str(nodes)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
