@@ -167,7 +167,7 @@ class Kube:
             return wait_for(check, timeout=timeout, what=f"{ns}/{name} {type_}={status} {reason or ''}")
         except AssertionError as exc:
             status_now = (self.qm(ns, name).get("status") or {})
-            raise AssertionError(f"{exc}\nstatus: {json.dumps(status_now, indent=1)[:4000]}") from None
+            raise AssertionError(f"{exc}\nstatus: {json.dumps(status_now)[:6000]}") from None
 
     # children -------------------------------------------------------------------------------------------------
     def jobs(self, ns: str, component: str | None = None) -> list[Any]:
@@ -186,7 +186,19 @@ class Kube:
             jobs = self.jobs(ns, component)
             fresh = [j for j in jobs if j.metadata.uid not in self.handled]
             return fresh[-1] if len(jobs) >= count and fresh else None
-        return wait_for(check, timeout=timeout, what=f"{count} {component} job(s) in {ns}")
+        try:
+            return wait_for(check, timeout=timeout, what=f"{count} {component} job(s) in {ns}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.dump(ns)}") from None
+
+    def dump(self, ns: str) -> str:
+        """The namespace's QuantizedModels' status and Jobs, for failure messages."""
+        out = []
+        for qm in self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]:
+            out.append(f"{qm['metadata']['name']}: {json.dumps(qm.get('status'))[:5000]}")
+        for j in self.jobs(ns):
+            out.append(f"job {j.metadata.name}: {self.api.sanitize_for_serialization(j.status)}")
+        return "\n".join(out)
 
     def deployment(self, ns: str, name: str) -> Any:
         return self.apps.read_namespaced_deployment(name, ns)
@@ -255,7 +267,7 @@ class Kubelet:
             reason_ = job_reason or "BackoffLimitExceeded"
             self._job_status(job, {"startTime": now(), "failed": 1, "active": 0, "conditions": [
                 {"type": "FailureTarget", "status": "True", "reason": reason_},
-                {"type": "Failed", "status": "True", "reason": reason_,
+                {"type": "Failed", "status": "True", "reason": reason_, "lastTransitionTime": now(),
                  "message": "Job has reached the specified backoff limit" if reason_ == "BackoffLimitExceeded"
                  else "Job was active longer than specified deadline"}]})
 
@@ -263,7 +275,7 @@ class Kubelet:
         """The Job's activeDeadlineSeconds passed: the Job fails with DeadlineExceeded (its pod is killed)."""
         self.kube.handled.add(job.metadata.uid)
         self._job_status(job, {"startTime": now(), "failed": 1, "active": 0, "conditions": [
-            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "lastTransitionTime": now(),
              "message": "Job was active longer than specified deadline"}]})
 
     def waiting(self, job: Any, reason: str, message: str) -> Any:

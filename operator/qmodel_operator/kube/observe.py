@@ -73,6 +73,8 @@ def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "failedReason": (failed.get("reason") or "Failed") if failed else None,
         "failedMessage": (failed.get("message") or "") if failed else "",
         "startTime": status.get("startTime"),
+        "finishedTime": status.get("completionTime") or ((failed or {}).get("lastTransitionTime") if failed
+                                                          else None),
     }
 
 
@@ -184,7 +186,7 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
                            generation=j["generation"], artifact_key=j["artifactKey"], method=j["method"],
                            suspended=j["suspended"], active=j["active"], succeeded=j["succeeded"],
                            failed_reason=j["failedReason"], failed_message=j["failedMessage"],
-                           start_time=j["startTime"], pods=pods))
+                           start_time=j["startTime"], finished_time=j.get("finishedTime"), pods=pods))
     jobs.sort(key=lambda j: (j.component, j.key, j.retry))
     records = indexes.get("qmodel_records")
     artifacts: dict[str, dict[str, Any]] = {}

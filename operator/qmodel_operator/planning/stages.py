@@ -87,6 +87,7 @@ class JobObs:
     failed_reason: str | None = None  # the Job's Failed condition reason (BackoffLimitExceeded, DeadlineExceeded…)
     failed_message: str = ""
     start_time: str | None = None
+    finished_time: str | None = None  # completionTime, or the Failed condition's lastTransitionTime
     pods: tuple[PodObs, ...] = ()
 
     def terminated_pod(self) -> PodObs | None:
@@ -466,9 +467,18 @@ def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str,
     job = mine[-1]
     used = len(mine) - 1
     attempt.retries = max(attempt.retries, used)
+    pod = job.terminated_pod()
+    finished = job.succeeded or job.failed_reason is not None
+    if finished and pod is None and job.failed_reason != "DeadlineExceeded" \
+            and _seconds_since(job.finished_time, ctx.now) < RESULT_GRACE_SECONDS:
+        # Jobs and Pods are watched separately: the Job's final condition can arrive before its pod's terminated
+        # state. Wait for the pod (bounded) instead of deciding without the result line and the exit code.
+        msg = f"{what}: job {job.name} finished; waiting for its pod's termination message"
+        ctx.set(cond, "False", Reason.JOB_RUNNING, msg)
+        ctx.blocked = (Reason.PROGRESSING, msg)
+        return _PENDING
     if job.succeeded:
         # A succeeded Job whose result could not be harvested.
-        pod = job.terminated_pod()
         msg = (f"job {job.name} succeeded but left no valid result line in its pod's termination message"
                + (f" (got {pod.message[:200]!r})" if pod and pod.message else ""))
         ctx.set(cond, "False", Reason.JOB_FAILED, msg)
@@ -514,6 +524,20 @@ def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str,
     ctx.set(cond, "False", Reason.JOB_RUNNING, msg)
     ctx.blocked = (Reason.PROGRESSING, msg)
     return _PENDING
+
+
+RESULT_GRACE_SECONDS = 60.0
+
+
+def _seconds_since(stamp: str | None, now: datetime) -> float:
+    """Seconds from an RFC 3339 stamp to ``now``; infinitely long ago when unknown (then nothing waits)."""
+    if not stamp:
+        return float("inf")
+    try:
+        then = datetime.strptime(stamp.replace("+00:00", "Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now.tzinfo)
+    except ValueError:
+        return float("inf")
+    return (now - then).total_seconds()
 
 
 def _artifact_from(spec: QuantizedModelSpec, rung: Rung, data: dict[str, Any]) -> Artifact:

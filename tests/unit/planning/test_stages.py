@@ -378,3 +378,15 @@ def test_serving_only_edit_updates_the_deployment_without_jobs():
     d = run(observed=obs, tp=2)  # the edit changed the plan's TP (e.g. maxModelLen grew)
     assert [type(a) for a in d.actions] == [ApplyDeployment]
     assert d.actions[0].target.plan.tensor_parallel_size == 2
+
+
+@pytest.mark.parametrize("finished", ["2026-11-28T08:59:50Z", None])
+def test_a_finished_job_waits_for_its_pod_result_briefly(finished):
+    job = qjob(AWQ.artifact_key, succeeded=True, finished_time=finished)
+    d = run(observed=Observed(jobs=(job,)))
+    q = cond(d, "Quantized")
+    if finished:  # 10 s ago: the pod's terminated state may still be on its way
+        assert d.actions == [] and q.reason == "JobRunning" and "termination message" in q.message
+        assert d.status.attempts[0].outcome == "Running"
+    else:  # no time known: decide now
+        assert q.reason == "JobFailed" and d.status.attempts[0].outcome == "Failed"
