@@ -589,7 +589,10 @@ class Kubelet:
         term_host = ctx.dir / f"{cname}.termination-log"
         mounts.append((term_src, str(term_host)))
         mounts.sort(key=lambda p: len(p[0]), reverse=True)
-        patterns = [(re.compile(re.escape(src) + r"(?=/|$|[\s:;,=\"'])"), dst) for src, dst in mounts]
+        # Only whole mount paths: not preceded by a path character either, so a host path that already ends in
+        # the mount path's name (".../volumes/ns/models/x", handed back by a job's result) is left alone.
+        patterns = [(re.compile(r"(?<![\w.\-])" + re.escape(src) + r"(?=/|$|[\s:;,=\"'])"), dst)
+                    for src, dst in mounts]
 
         def subst(s: str) -> str:
             for pat, dst in patterns:
