@@ -1,0 +1,55 @@
+"""``python -m qmodel_operator.demo.cluster --dir DIR [--vllm-venv VENV]``: the demo's embedded cluster.
+
+The embedded API server with the ``local`` kubelet (Job pods run as local processes) and the default simulated
+fleet (one node of 8 × H100-80GB, one CPU node). Deployment pods are simulated (Running and Ready, nothing runs),
+or, with ``--vllm-venv``, run for real by ``serving.VllmDeploymentRunner``. Runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from qmodel_cluster import EmbeddedCluster, SimulatedDeploymentRunner
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qmodel_operator.demo.cluster", description=__doc__)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--nodes", default=None, help="nodes YAML (default: 8 x H100-80GB node + CPU node)")
+    parser.add_argument("--vllm-venv", default=None, help="run vLLM Deployment pods for real from this venv")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    if args.vllm_venv:
+        from .serving import VllmDeploymentRunner
+
+        runner = VllmDeploymentRunner(Path(args.vllm_venv).absolute())
+    else:
+        runner = SimulatedDeploymentRunner()
+    cluster = EmbeddedCluster(args.dir, port=args.port, kubelet="local", nodes=args.nodes,
+                              deployment_runner=runner)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await cluster.start()
+        print(f"embedded API server on {cluster.url}; kubeconfig {cluster.kubeconfig_path}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await cluster.aclose()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
