@@ -133,6 +133,8 @@ async def quantizedmodel_changed(**kwargs: Any) -> None:
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, optional=True)
 async def quantizedmodel_deleted(**kwargs: Any) -> None:
     metrics.forget(kwargs["namespace"], kwargs["name"])
+    if RUNTIME.reconciler is not None:
+        RUNTIME.reconciler.forget(kwargs["namespace"], kwargs["name"])
 
 
 # ------------------------------------------------------------------------------------------------- children
@@ -151,7 +153,11 @@ async def child_changed(**kwargs: Any) -> None:
 @kopf.index("batch", "v1", "jobs", labels=OURS)
 def qmodel_jobs(**kw: Any) -> dict[Any, Any]:
     namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
-    return {(namespace, labels.get(LABEL_QM)): obs.job_summary(body)}
+    summary = obs.job_summary(body)
+    out: dict[Any, Any] = {(namespace, labels.get(LABEL_QM)): summary}
+    if summary["component"] == COMPONENT_QUANTIZE and summary["key"]:
+        out[(namespace, "artifact", summary["key"])] = summary
+    return out
 
 
 @kopf.index("v1", "pods", labels=JOB_PODS)

@@ -105,6 +105,7 @@ class Reconciler:
         self._again: set[tuple[str, str]] = set()
         self._sem = asyncio.Semaphore(max(1, settings.workers))
         self.ready = asyncio.Event()
+        self._readiness: dict[tuple[str, str], bool] = {}  # for the qmodel_quantizedmodels gauge only
 
     # -------------------------------------------------------------------------------------------- scheduling
 
@@ -280,9 +281,21 @@ class Reconciler:
                 await ops.apply(self.kube, build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri,
                                                             artifact_key=t.artifact_key))
 
+    def forget(self, namespace: str, name: str) -> None:
+        self._readiness.pop((namespace, name), None)
+        self._count_ready()
+
+    def _count_ready(self) -> None:
+        ready = sum(1 for v in self._readiness.values() if v)
+        metrics.QUANTIZED_MODELS.labels(ready="true").set(ready)
+        metrics.QUANTIZED_MODELS.labels(ready="false").set(len(self._readiness) - ready)
+
     def _observe_metrics(self, owner: Owner, qm: Mapping[str, Any], old: QuantizedModelStatus,
                          decision: Decision, now: datetime) -> None:
         new = decision.status
+        self._readiness[(owner.namespace, owner.name)] = any(
+            c.type == ConditionType.READY and c.status == "True" for c in new.conditions)
+        self._count_ready()
         before = {c.type: c for c in old.conditions}
         method = str(new.plan.method) if new.plan else ""
         for c in new.conditions:

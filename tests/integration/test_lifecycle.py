@@ -139,6 +139,17 @@ def test_artifacts_are_reused_across_resources_and_reapplies(kube: Kube, kubelet
     assert [n for n in kube.job_names(ns) if n.startswith("second")] == []
 
 
+def test_an_artifact_in_flight_is_awaited_not_duplicated(kube: Kube, kubelet: Kubelet, ns: str) -> None:
+    kube.create_qm(ns, "a", AWQ_SPEC)
+    job = kube.wait_job(ns, "quantize")
+    kube.create_qm(ns, "b", AWQ_SPEC)
+    waiting = kube.wait_condition(ns, "b", "Quantized", "False", "Pending")
+    assert f"being produced by job {job.metadata.name} of QuantizedModel a" in waiting["message"]
+    kubelet.quantize_ok(job)
+    kube.wait_condition(ns, "b", "Quantized", "True", "ArtifactReused")
+    assert kube.job_names(ns, "quantize") == [job.metadata.name]
+
+
 def _ready(kube: Kube, kubelet: Kubelet, ns: str, name: str, spec: dict) -> None:
     kube.create_qm(ns, name, spec)
     kubelet.quantize_ok(kube.wait_job(ns, "quantize"))

@@ -3,7 +3,8 @@
 The operator keeps Kopf indexes (watch-fed caches, populated before any handler runs, so a restarted operator
 never reconciles from a half-listed cluster) of what it needs, each reduced to a small summary at index time:
 
-* ``qmodel_jobs``     Jobs with our managed-by label, keyed ``(namespace, qm label)``  → ``job_summary``
+* ``qmodel_jobs``     Jobs with our managed-by label, keyed ``(namespace, qm label)``  → ``job_summary``, and
+                      quantize Jobs also ``(namespace, "artifact", key)`` (in-flight artifacts of other objects)
 * ``qmodel_pods``     Pods of those Jobs, keyed ``(namespace, job name)``               → ``pod_summary``
 * ``qmodel_deploys``  Deployments with our label, keyed ``(namespace, qm label)``       → ``deployment_summary``
 * ``qmodel_services`` Services with our label, keyed ``(namespace, qm label)``          → applied hash
@@ -176,18 +177,27 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
             evaluation_keys: Iterable[str]) -> Observed:
     """The children and records of one QuantizedModel, from the Kopf indexes."""
     qm = label_value(name)
+    def job_obs(j: Mapping[str, Any]) -> JobObs:
+        pods = tuple(sorted((_pod_obs(p) for p in _values(indexes.get("qmodel_pods"), (namespace, j["name"]))),
+                            key=lambda p: (p.created, p.name)))
+        return JobObs(name=j["name"], component=j["component"], key=j["key"], retry=j["retry"],
+                      generation=j["generation"], artifact_key=j["artifactKey"], method=j["method"],
+                      suspended=j["suspended"], active=j["active"], succeeded=j["succeeded"],
+                      failed_reason=j["failedReason"], failed_message=j["failedMessage"],
+                      start_time=j["startTime"], finished_time=j.get("finishedTime"), pods=pods)
+
     jobs: list[JobObs] = []
     for j in _values(indexes.get("qmodel_jobs"), (namespace, qm)):
         if j.get("owner") and j["owner"] != name:
             continue  # another object whose shortened label collides
-        pods = tuple(sorted((_pod_obs(p) for p in _values(indexes.get("qmodel_pods"), (namespace, j["name"]))),
-                            key=lambda p: (p.created, p.name)))
-        jobs.append(JobObs(name=j["name"], component=j["component"], key=j["key"], retry=j["retry"],
-                           generation=j["generation"], artifact_key=j["artifactKey"], method=j["method"],
-                           suspended=j["suspended"], active=j["active"], succeeded=j["succeeded"],
-                           failed_reason=j["failedReason"], failed_message=j["failedMessage"],
-                           start_time=j["startTime"], finished_time=j.get("finishedTime"), pods=pods))
+        jobs.append(job_obs(j))
     jobs.sort(key=lambda j: (j.component, j.key, j.retry))
+    artifact_keys = list(artifact_keys)
+    foreign: list[tuple[str, JobObs]] = []
+    for key in artifact_keys:
+        for j in _values(indexes.get("qmodel_jobs"), (namespace, "artifact", key)):
+            if j.get("owner") != name and j.get("component") == "quantize":
+                foreign.append((str(j.get("owner")), job_obs(j)))
     records = indexes.get("qmodel_records")
     artifacts: dict[str, dict[str, Any]] = {}
     for key in artifact_keys:
@@ -211,7 +221,7 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
     for s in _values(indexes.get("qmodel_services"), (namespace, qm)):
         service_hash = s["hash"]
     return Observed(jobs=tuple(jobs), artifacts=artifacts, evaluations=evaluations, deployment=deployment,
-                    service_hash=service_hash)
+                    service_hash=service_hash, foreign_jobs=tuple(foreign))
 
 
 def nodes(indexes: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -119,6 +119,8 @@ class Observed:
     evaluations: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # evaluation key → EvaluateResult
     deployment: DeploymentObs | None = None
     service_hash: str | None = None
+    # Quantize Jobs of *other* QuantizedModels in the namespace producing one of our rungs' artifacts.
+    foreign_jobs: tuple[tuple[str, JobObs], ...] = ()  # (owner name, job)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -395,11 +397,13 @@ class _Ctx:
 
 
 def _harvest(ctx: _Ctx) -> None:
-    """Results of finished Jobs not yet recorded become records (whatever attempt they belonged to)."""
-    for job in ctx.observed.jobs:
+    """Results of finished Jobs not yet recorded become records (whatever attempt — or, for a quantize Job of
+    another QuantizedModel with the same key, whatever owner — they belonged to)."""
+    own = {id(j) for j in ctx.observed.jobs}
+    for job in (*ctx.observed.jobs, *(j for _, j in ctx.observed.foreign_jobs)):
         pod = job.terminated_pod()
         if job.component == "quantize":
-            if job.succeeded:
+            if job.succeeded and id(job) in own:
                 ctx.produced_here.add(job.key)
             if not job.succeeded or job.key in ctx.artifacts:
                 continue
@@ -589,6 +593,15 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
         st.artifact = None
     else:
         data = ctx.artifacts.get(rung.artifact_key)
+        producer = _foreign_producer(ctx, rung.artifact_key) if data is None else None
+        if producer is not None:
+            owner, job = producer
+            msg = (f"artifact {rung.artifact_key} is being produced by job {job.name} of QuantizedModel {owner}; "
+                   "waiting to reuse it")
+            ctx.set(C.QUANTIZED, "False", Reason.PENDING, msg)
+            ctx.set(C.EVALUATED, "False", Reason.PENDING, "waiting for the quantized artifact")
+            ctx.blocked = (Reason.PROGRESSING, msg)
+            return _PENDING, None
         if data is None:
             what = f"quantizing {spec.model.source} to {rung.method} ({rung.plan.scheme}), {label}"
             state = _drive_job(
@@ -625,6 +638,16 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
     why = "; ".join(ev.reasons) or _gate_summary(ev) or "the candidate did not meet the thresholds"
     attempt.outcome, attempt.reason = "GateFailed", why[:4096]
     return "gate_failed", uri
+
+
+def _foreign_producer(ctx: _Ctx, key: str) -> tuple[str, JobObs] | None:
+    """Another QuantizedModel's quantize Job still producing ``key`` (when we have none of our own for it)."""
+    if _jobs_for(ctx, "quantize", key):
+        return None
+    for owner, job in ctx.observed.foreign_jobs:
+        if job.component == "quantize" and job.key == key and not job.succeeded and not job.failed_reason:
+            return owner, job
+    return None
 
 
 def default_job_name(component: str, key: str, retry: int) -> str:

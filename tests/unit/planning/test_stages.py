@@ -390,3 +390,19 @@ def test_a_finished_job_waits_for_its_pod_result_briefly(finished):
         assert d.status.attempts[0].outcome == "Running"
     else:  # no time known: decide now
         assert q.reason == "JobFailed" and d.status.attempts[0].outcome == "Failed"
+
+
+def test_an_artifact_in_flight_for_another_resource_is_awaited_then_reused():
+    key = AWQ.artifact_key
+    running = qjob(key, active=1)
+    d = run(observed=Observed(foreign_jobs=(("other", running),)))
+    assert d.actions == []
+    q = cond(d, "Quantized")
+    assert q.reason == "Pending" and "QuantizedModel other" in q.message and running.name in q.message
+    done = qjob(key, succeeded=True, pods=(done_pod(qresult(key)),))
+    d = run(observed=Observed(foreign_jobs=(("other", done),)))
+    assert [type(a) for a in d.actions] == [RecordArtifact, CreateEvaluateJob]
+    assert cond(d, "Quantized").reason == "ArtifactReused"
+    failed = qjob(key, failed_reason="DeadlineExceeded")
+    d = run(observed=Observed(foreign_jobs=(("other", failed),)))
+    assert d.actions == [CreateQuantizeJob(AWQ, 0)]  # the other one failed: produce it ourselves
