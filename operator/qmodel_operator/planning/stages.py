@@ -271,8 +271,9 @@ def plan_summary(p: Plan) -> str:
 
 def unsupported_reason(p: Plan) -> str | None:
     if p.method is Method.GGUF:
-        return (f"the plan chose gguf {p.scheme or 'Q4_K_M'} because the fleet has no schedulable GPU "
-                "(no node with allocatable nvidia.com/gpu); CPU serving is not built yet")
+        return (f"the plan is gguf {p.scheme or 'Q4_K_M'} for CPU serving (what the planner picks when no node "
+                "has allocatable nvidia.com/gpu, or what spec.quantization.method asked for); CPU serving is not "
+                "built yet")
     if p.pipeline_parallel_size > 1:
         return (f"the plan needs pipeline parallelism {p.pipeline_parallel_size} x tensor parallelism "
                 f"{p.tensor_parallel_size} across nodes ({p.gpus_per_replica} GPUs per replica); multi-node "
