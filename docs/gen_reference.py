@@ -170,6 +170,10 @@ REASONS: dict[Reason, tuple[str, str]] = {
     Reason.AVAILABLE: ("Progressing", "The Deployment has its replicas available."),
     Reason.UNSUPPORTED: ("Degraded", "The method or format cannot be produced or served by the pinned images."),
     Reason.SUSPENDED: ("Suspended", "`spec.suspend` is true: no new work starts."),
+    Reason.CONFLICT: ("Degraded", "A child's name (Deployment, Service) is taken by an object this QuantizedModel does "
+                                  "not control; the operator will not take it over."),
+    Reason.API_ERROR: ("Degraded", "The API server refused a write (admission, quota, RBAC, validation); the "
+                                   "message names the object and the answer."),
     Reason.READY: ("Healthy", "Serving the newest spec."),
     Reason.PROGRESSING: ("Progressing", "Work is under way."),
 }

@@ -86,7 +86,7 @@ def test_ready_true_is_healthy_and_names_the_endpoint(health):
 
 DEGRADED = [Reason.GATE_FAILED, Reason.INVALID_SPEC, Reason.INFEASIBLE, Reason.JOB_FAILED, Reason.OOM_KILLED,
             Reason.DEADLINE_EXCEEDED, Reason.BACKOFF_LIMIT_EXCEEDED, Reason.IMAGE_PULL_BACK_OFF,
-            Reason.UNSCHEDULABLE, Reason.UNSUPPORTED, Reason.BAD_INPUT]
+            Reason.UNSCHEDULABLE, Reason.UNSUPPORTED, Reason.BAD_INPUT, Reason.CONFLICT, Reason.API_ERROR]
 
 
 @pytest.mark.parametrize("reason", DEGRADED, ids=str)

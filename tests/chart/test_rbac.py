@@ -38,12 +38,14 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
     ("batch", "jobs", "create"): (RECONCILE, r'create_if_absent\(self\.kube, job\)'),
     ("apps", "deployments", "list"): (HANDLERS, r'@kopf\.index\("apps", "v1", "deployments"'),
     ("apps", "deployments", "watch"): (HANDLERS, r'@kopf\.(index|on\.event)\("apps", "v1", "deployments"'),
-    ("apps", "deployments", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, build_deployment'),
-    ("apps", "deployments", "create"): (RECONCILE, r'ops\.apply\(self\.kube, build_deployment'),  # apply creating
+    ("apps", "deployments", "get"): (RECONCILE, r'await self\._ensure_ours\(owner, dep,'),  # ops.get_object
+    ("apps", "deployments", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, (dep|build_deployment)'),
+    ("apps", "deployments", "create"): (RECONCILE, r'ops\.apply\(self\.kube, (dep|build_deployment)'),
     ("", "services", "list"): (HANDLERS, r'@kopf\.index\("v1", "services"'),
     ("", "services", "watch"): (HANDLERS, r'@kopf\.index\("v1", "services"'),
-    ("", "services", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, build_service'),
-    ("", "services", "create"): (RECONCILE, r'ops\.apply\(self\.kube, build_service'),
+    ("", "services", "get"): (RECONCILE, r'await self\._ensure_ours\(owner, svc,'),  # ops.get_object
+    ("", "services", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, (svc|build_service)'),
+    ("", "services", "create"): (RECONCILE, r'ops\.apply\(self\.kube, (svc|build_service)'),
     ("", "pods", "list"): (HANDLERS, r'@kopf\.index\("v1", "pods"'),
     ("", "pods", "watch"): (HANDLERS, r'@kopf\.(index|on\.event)\("v1", "pods"'),
     ("", "configmaps", "get"): (OPS, r'request\("GET", f"/api/v1/namespaces/\{namespace\}/configmaps/\{name\}"'),

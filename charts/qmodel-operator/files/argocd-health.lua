@@ -8,7 +8,7 @@ local hs = {}
 local degraded = {
   GateFailed = true, InvalidSpec = true, Infeasible = true, JobFailed = true, OOMKilled = true,
   DeadlineExceeded = true, BackoffLimitExceeded = true, ImagePullBackOff = true, Unschedulable = true,
-  Unsupported = true, BadInput = true,
+  Unsupported = true, BadInput = true, Conflict = true, ApiError = true,
 }
 
 -- Reasons of a stage that is doing work right now.
