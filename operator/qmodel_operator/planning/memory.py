@@ -2,7 +2,7 @@
 
 Per GPU, as vLLM lays the model out:
 
-    need = weights_shard(TP, PP) + RESERVE_GIB + KV(maxModelLen)  ≤  budget = gpuMemoryUtilization × GPU GiB
+    need = weights_shard(TP, PP) + reserve(TP) + KV(maxModelLen)  ≤  budget = gpuMemoryUtilization × GPU GiB
 
 * Quantized ``Linear`` weights cost ``weight_bits`` per weight plus 16-bit scales (and 4-bit zero points for
   asymmetric AWQ) per group of ``group_size`` inputs, or one scale per output channel (REFERENCE.md table).
@@ -23,8 +23,16 @@ from .profiles import Linear, ModelProfile, kv_bytes_per_token
 
 GIB = float(1 << 30)
 
-# Activation peak + non-torch allocations (NCCL, cuBLAS workspaces) that vLLM needs outside the weights and
-# the KV cache. REFERENCE.md: "≈ 1–3 GiB; calibrate from vLLM's startup log". 2 GiB is the middle.
+# What vLLM needs outside the weights and the KV cache: the activation peak of its profiling forward pass
+# (max_num_batched_tokens tokens) plus non-torch allocations (CUDA graphs, NCCL, cuBLAS workspaces).
+# Measured on an H200 (benchmarks/gpu, 2026-11-28): the activation peak is linear in tokens × FFN width,
+# 8.3 B/token/unit for dense models and 9.7 for Mixtral's active experts; 10 bounds all eight measurements.
+# The non-torch part is REFERENCE.md's "calibrate from vLLM's startup log" share, 1 GiB until calibrated.
+NON_TORCH_RESERVE_GIB = 1.0
+ACTIVATION_BYTES_PER_TOKEN_FFN = 10.0
+# vLLM V1's default max_num_batched_tokens for the OpenAI server: 8192 on GPUs of ≥ 70 GiB, else 2048.
+LARGE_GPU_GIB = 70.0
+# The reserve of a dense 8B-class model at TP 1 on a large GPU (kept for docs and quick estimates).
 RESERVE_GIB = 2.0
 # llama.cpp / CPU serving: compute buffers and the process outside the weights and the KV cache.
 CPU_RESERVE_GIB = 1.0
@@ -78,6 +86,21 @@ def weight_format(method: Method, group_size: int = 128, cc: tuple[int, int] = (
         return WeightFormat(Method.GGUF, "Q4_K_M", 4, 32, flat_bits_per_param=4.84, quantizes_embeddings=True,
                             cpu=True, min_cc=(7, 0))
     raise ValueError(f"unknown method {method!r}")
+
+
+def default_batched_tokens(gpu_memory_gib: float) -> int:
+    """vLLM's default ``max_num_batched_tokens`` for ``vllm serve`` on a GPU of this size."""
+    return 8192 if gpu_memory_gib >= LARGE_GPU_GIB else 2048
+
+
+def reserve_gib(profile: ModelProfile, tp: int, gpu_memory_gib: float) -> float:
+    """Activation peak of vLLM's profiling pass (per GPU: the FFN is split by TP) plus non-torch memory."""
+    if profile.is_moe:
+        ffn = profile.experts_per_token * profile.expert_intermediate + profile.shared_expert_intermediate_size
+    else:
+        ffn = profile.intermediate_size
+    tokens = default_batched_tokens(gpu_memory_gib)
+    return NON_TORCH_RESERVE_GIB + ACTIVATION_BYTES_PER_TOKEN_FFN * tokens * ffn / max(tp, 1) / GIB
 
 
 def _linear_bytes(in_f: int, out_f: int, fmt: WeightFormat) -> float:

@@ -17,7 +17,7 @@ Decision tree (DESIGN.md §3):
    winner is, in order: the highest-precision rung, then the fewest GPUs per replica, then the least GPU memory
    per replica (GPUs × memory: the smallest shape that does the job), then the product name.
 
-A layout fits when ``weights/GPU + RESERVE_GIB + KV(maxModelLen) ≤ gpuMemoryUtilization × GPU memory``;
+A layout fits when ``weights/GPU + reserve_gib(TP) + KV(maxModelLen) ≤ gpuMemoryUtilization × GPU memory``;
 ``kvCacheTokens`` is how many tokens of KV the rest of the budget holds.
 """
 
@@ -32,9 +32,9 @@ from .fleet import Fleet, GPUPool
 from .memory import (
     CPU_RESERVE_GIB,
     GIB,
-    RESERVE_GIB,
     WeightFormat,
     marlin_rejection,
+    reserve_gib,
     tp_rejection,
     weight_bytes_per_gpu,
     weight_format,
@@ -90,9 +90,10 @@ def layout_for(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, tp: int,
     budget = util * pool.shape.memory_gib
     weights = weight_bytes_per_gpu(profile, fmt, tp, pp) / GIB
     per_token = kv_bytes_per_token(profile, tp=tp, pp=pp, kv_dtype_bytes=_kv_dtype_bytes(spec, profile))
-    free = budget - weights - RESERVE_GIB
+    reserve = reserve_gib(profile, tp, pool.shape.memory_gib)
+    free = budget - weights - reserve
     kv_tokens = max(0, math.floor(free * GIB / per_token)) if per_token else 0
-    return Layout(tp, pp, weights, spec.serving.max_model_len * per_token / GIB, RESERVE_GIB, budget, kv_tokens)
+    return Layout(tp, pp, weights, spec.serving.max_model_len * per_token / GIB, reserve, budget, kv_tokens)
 
 
 def legal_tps(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, max_gpus: int) -> tuple[list[int], list[str]]:

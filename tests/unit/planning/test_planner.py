@@ -10,7 +10,7 @@ from qmodel_operator.api.resource import parse_spec
 from qmodel_operator.api.spec import Method
 from qmodel_operator.planning import fallback_ladder, fleet_from_nodes, plan, profile_for
 from qmodel_operator.planning.fleet import node_object
-from qmodel_operator.planning.memory import GIB, RESERVE_GIB, weight_bytes_per_gpu, weight_format
+from qmodel_operator.planning.memory import GIB, reserve_gib, weight_bytes_per_gpu, weight_format
 from qmodel_operator.planning.profiles import kv_bytes_per_token
 
 FLEETS = Path(__file__).resolve().parents[3] / "examples" / "fleets"
@@ -58,9 +58,9 @@ def run(model: str, fleet_name: str, **kw):
     ("llama-3.1-70b", "h100-80gb", {}, Method.NONE, 2, 1),
     ("qwen2-7b", "l4", {}, Method.NONE, 1, 1),
     # bf16 does not fit one GPU; cc 9.0 → fp8
-    ("llama-3.1-70b", "h100-80gb", {"max_gpus": 1}, Method.FP8, 1, 1),
+    ("llama-3.1-70b", "h100-80gb", {"max_gpus": 1, "serving__gpuMemoryUtilization": 0.95}, Method.FP8, 1, 1),
     # cc 8.0 skips fp8 → int8
-    ("llama-3.1-70b", "a100-80gb", {"max_gpus": 1}, Method.INT8, 1, 1),
+    ("llama-3.1-70b", "a100-80gb", {"max_gpus": 1, "serving__gpuMemoryUtilization": 0.95}, Method.INT8, 1, 1),
     # no 8-bit fits one GPU → awq, at TP 1 (the only legal 4-bit TP for Qwen2-72B)
     ("qwen2-72b", "h100-80gb", {"max_gpus": 1}, Method.AWQ, 1, 1),
     # MoE → gptq instead of awq
@@ -81,9 +81,11 @@ def test_smallest_legal_tp_is_chosen():
     # Llama-3.1-70B bf16 on H100: TP 1 needs 131 GiB; TP 2 is the first that fits.
     p = run("llama-3.1-70b", "h100-80gb", max_len=8192)
     assert p.tensor_parallel_size == 2
-    # one GPU: fp8 needs 67.68 + 2.50 KV + 2.00 = 72.18 GiB > 71.14 GiB at 8192 tokens, fits at 4096
-    assert run("llama-3.1-70b", "h100-80gb", max_len=8192, max_gpus=1).method is Method.AWQ
-    assert run("llama-3.1-70b", "h100-80gb", max_len=4096, max_gpus=1).method is Method.FP8
+    # one GPU at 0.92: fp8 needs 67.68 + 2.50 KV + 3.19 reserve = 73.37 GiB > 72.73 GiB at 8192 tokens,
+    # 67.68 + 1.25 + 3.19 = 72.12 GiB fits at 4096
+    util = {"serving__gpuMemoryUtilization": 0.92}
+    assert run("llama-3.1-70b", "h100-80gb", max_len=8192, max_gpus=1, **util).method is Method.AWQ
+    assert run("llama-3.1-70b", "h100-80gb", max_len=4096, max_gpus=1, **util).method is Method.FP8
 
 
 @pytest.mark.parametrize("fleet_name", ["a100-80gb", "h100-80gb", "h200", "l4"])
@@ -130,10 +132,10 @@ def test_tp_never_exceeds_gpus_per_node():
 
 
 def test_small_models_never_below_8_bit():
-    p = run("qwen2.5-1.5b", "a100-mig-single")  # 1g.5gb MIG slices: 3.74 GiB budget
+    p = run("qwen2.5-1.5b", "a100-mig-single", max_len=40960)  # 1g.5gb MIG slices: 3.74 GiB budget
     assert not p.fits
     assert any("never go below 8-bit" in r for r in p.reasons)
-    assert any("int8 (W8A8)" in r and "3.77 GiB > budget 3.74 GiB" in r for r in p.reasons), p.reasons
+    assert any("int8 (W8A8)" in r and "3.92 GiB > budget 3.74 GiB" in r for r in p.reasons), p.reasons
     # an explicit 4-bit method is honoured, with the seed's warning
     explicit = run("qwen2.5-1.5b", "a100-mig-single", method="awq")
     assert explicit.fits and explicit.method is Method.AWQ
@@ -181,7 +183,7 @@ def test_infeasible_reasons_carry_the_numbers():
         "none (BF16)", "fp8 (FP8_DYNAMIC)", "int8 (W8A8)", "awq (W4A16_ASYM)"]
     awq = p.reasons[-1]
     assert awq.startswith("spec.serving.gpu.maxPerReplica 8: TP 8 × PP 1 = 8 × NVIDIA-L4 cannot hold llama-3.1-405b")
-    assert "25.28 GiB weights + 0.25 GiB KV for 4096 tokens + 2.00 GiB reserve = 27.52 GiB > budget 19.70 GiB" in awq
+    assert "25.28 GiB weights + 0.25 GiB KV for 4096 tokens + 1.13 GiB reserve = 26.65 GiB > budget 19.70 GiB" in awq
     assert "(0.9 × 21.89 GiB)" in awq
 
 
@@ -234,10 +236,14 @@ def test_kv_cache_tokens_and_breakdown():
     budget = 0.9 * (81559 / 1024 - 0.6)
     weights = weight_bytes_per_gpu(profile, weight_format(Method.NONE), 2) / GIB
     per_token = kv_bytes_per_token(profile, tp=2)
-    assert p.kv_cache_tokens == math.floor((budget - weights - RESERVE_GIB) * GIB / per_token)
+    reserve = reserve_gib(profile, 2, 81559 / 1024 - 0.6)
+    # measured on an H200: 1 GiB non-torch + 10 B × 8192 batched tokens × 28672 FFN / TP 2
+    assert reserve == pytest.approx(1.0 + 10 * 8192 * 28672 / 2 / GIB)
+    assert p.reserve_gi_b == pytest.approx(reserve, abs=0.01)
+    assert p.kv_cache_tokens == math.floor((budget - weights - reserve) * GIB / per_token)
     assert p.budget_per_gpu_gi_b == pytest.approx(budget, abs=0.01)
     assert p.kv_cache_per_gpu_gi_b == pytest.approx(8192 * per_token / GIB, abs=0.01)
-    assert p.memory_per_gpu_gi_b == pytest.approx(weights + RESERVE_GIB + 8192 * per_token / GIB, abs=0.01)
+    assert p.memory_per_gpu_gi_b == pytest.approx(weights + reserve + 8192 * per_token / GIB, abs=0.01)
     assert (p.fp16_gpus_per_replica, p.compute_capability, p.model_profile) == (2, "9.0", "llama-3.1-70b")
     assert p.parameters_billions == pytest.approx(70.554, abs=0.001)
     fp8_kv = run("llama-3.1-70b", "h100-80gb", max_len=8192, serving__kvCacheDtype="fp8")
@@ -259,7 +265,8 @@ def test_kv_head_replication_and_replica_warnings():
 @pytest.mark.parametrize(("model", "fleet_name", "kw", "ladder"), [
     ("llama-3.1-70b", "h100-80gb", {"method": "awq"}, [Method.FP8, Method.NONE]),
     ("llama-3.1-70b", "a100-80gb", {"method": "awq"}, [Method.INT8, Method.NONE]),
-    ("llama-3.1-70b", "h100-80gb", {"method": "awq", "max_gpus": 1}, [Method.FP8]),  # bf16 needs 2 GPUs
+    ("llama-3.1-70b", "h100-80gb", {"method": "awq", "max_gpus": 1, "serving__gpuMemoryUtilization": 0.95},
+     [Method.FP8]),  # bf16 needs 2 GPUs
     ("qwen2-72b", "h100-80gb", {"max_gpus": 1}, []),  # nothing above awq fits one GPU
     ("llama-3.1-70b", "h100-80gb", {"method": "int8"}, [Method.FP8, Method.NONE]),
     ("llama-3.1-70b", "a100-80gb", {"method": "int8"}, [Method.NONE]),
@@ -279,7 +286,8 @@ def test_fallback_ladder(model, fleet_name, kw, ladder):
 def test_method_override_plans_a_fallback_rung():
     spec = spec_for("llama-3.1-70b", method="awq")
     p = plan(spec, profile_for(spec), fleet("h100-80gb"), method=Method.FP8)
-    assert p.method is Method.FP8 and p.tensor_parallel_size == 1
+    # fp8 at TP 1 needs 67.68 + 1.25 KV + 3.19 reserve = 72.12 GiB > 71.14 GiB: the rung gets TP 2
+    assert p.method is Method.FP8 and p.tensor_parallel_size == 2
 
 
 # ---- acceptance: the five reference models on the four example pools -----------------------------------------
