@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .api.conditions import ConditionType, Reason
+from .api.conditions import ConditionType, Reason, set_condition
 from .api.resource import SpecError, parse_spec
 from .api.spec import QuantizedModelSpec
 from .api.status import QuantizedModelStatus
@@ -45,11 +45,13 @@ from .planning.stages import (
     CreateEvaluateJob,
     CreateQuantizeJob,
     Decision,
+    Observed,
     RecordArtifact,
     RecordEvaluation,
     Rung,
     ServingTarget,
     build_rungs,
+    condition_events,
     decide,
 )
 from .resources import (
@@ -215,7 +217,12 @@ class Reconciler:
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
                           max_retries=self.settings.max_retries, job_name=job_name)
         if spec is not None:
-            await self._execute(owner, spec, generation, decision)
+            try:
+                await self._execute(owner, spec, generation, decision, observed)
+            except (ApiError, ChildConflict) as exc:
+                if isinstance(exc, ApiError) and (exc.status >= 500 or exc.status in (0, 409, 429)):
+                    raise  # transient: retried by the reconcile loop
+                self._refused(decision, old_conditions=status.conditions, exc=exc, generation=generation, now=now)
         patch = status_patch(raw_status, decision.status)
         if patch is not None:
             await ops.patch_status(self.kube, namespace, name, patch)
@@ -251,35 +258,76 @@ class Reconciler:
         return build_rungs(spec, base, fallback_ladder(spec, base),
                            lambda m: plan(spec, profile, fleet, method=m))
 
-    async def _execute(self, owner: Owner, spec: QuantizedModelSpec, generation: int, decision: Decision) -> None:
+    def _refused(self, decision: Decision, *, old_conditions: list[Any], exc: Exception, generation: int,
+                 now: datetime) -> None:
+        """A write the API server refused for good (or a name conflict) becomes Ready=False with its words."""
+        if isinstance(exc, ChildConflict):
+            reason, message = Reason.CONFLICT, str(exc)
+        else:
+            assert isinstance(exc, ApiError)
+            reason, message = Reason.API_ERROR, f"{exc.context}: {exc.status} {_api_message(exc.body)}"
+        metrics.RECONCILE_ERRORS.labels(reason=reason).inc()
+        log.warning("%s", message)
+        serving = isinstance(exc, ChildConflict) or exc.context.startswith("applying")
+        for type_ in (ConditionType.SERVING, ConditionType.READY) if serving else (ConditionType.READY,):
+            decision.status.conditions = set_condition(decision.status.conditions, type_, "False", reason,
+                                                       message[:32768], observed_generation=generation, now=now)
+        decision.events = condition_events(old_conditions, decision.status.conditions)
+
+    async def _ensure_ours(self, owner: Owner, obj: dict[str, Any], observed_absent: bool) -> None:
+        """Before the first apply of a Deployment/Service, refuse to adopt an object of that name we do not control."""
+        if not observed_absent:
+            return
+        existing = await ops.get_object(self.kube, obj)
+        if existing is None:
+            return
+        refs = (existing.get("metadata") or {}).get("ownerReferences") or []
+        if not any(r.get("uid") == owner.uid and r.get("controller") for r in refs):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            raise ChildConflict(f"{kind} {owner.namespace}/{name} exists and is not controlled by QuantizedModel "
+                                f"{owner.name}; delete or rename it, the operator will not take it over")
+
+    async def _execute(self, owner: Owner, spec: QuantizedModelSpec, generation: int, decision: Decision,
+                       observed: Observed) -> None:
         for action in decision.actions:
-            if isinstance(action, CreateQuantizeJob):
-                r = action.rung
-                job = build_quantize_job(owner, spec, r.plan, method=r.method, key=r.artifact_key,
-                                         retry=action.retry, generation=generation)
-                if await ops.create_if_absent(self.kube, job):
-                    metrics.JOBS_CREATED.labels(component="quantize").inc()
-            elif isinstance(action, CreateEvaluateJob):
-                r = action.rung
-                job = build_evaluate_job(owner, spec, r.plan, method=r.method, artifact_key=r.artifact_key,
-                                         evaluation_key=r.evaluation_key, candidate=action.artifact_uri,
-                                         retry=action.retry, generation=generation)
-                if await ops.create_if_absent(self.kube, job):
-                    metrics.JOBS_CREATED.labels(component="evaluate").inc()
-            elif isinstance(action, RecordArtifact):
-                await ops.create_if_absent(self.kube, build_artifact_record(
-                    owner.namespace, action.key, action.result, produced_by=action.produced_by,
-                    method=action.method))
-            elif isinstance(action, RecordEvaluation):
-                await ops.create_if_absent(self.kube, build_evaluation_record(
-                    owner.namespace, action.key, action.result, produced_by=action.produced_by,
-                    artifact_key=action.artifact_key))
-            elif isinstance(action, ApplyService):
-                await ops.apply(self.kube, build_service(owner))
-            elif isinstance(action, ApplyDeployment):
-                t = action.target
-                await ops.apply(self.kube, build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri,
-                                                            artifact_key=t.artifact_key))
+            try:
+                await self._execute_one(owner, spec, generation, action, observed)
+            except ApiError as exc:
+                exc.context = _describe(action)
+                raise
+
+    async def _execute_one(self, owner: Owner, spec: QuantizedModelSpec, generation: int, action: Any,
+                           observed: Observed) -> None:
+        if isinstance(action, CreateQuantizeJob):
+            r = action.rung
+            job = build_quantize_job(owner, spec, r.plan, method=r.method, key=r.artifact_key,
+                                     retry=action.retry, generation=generation)
+            if await ops.create_if_absent(self.kube, job):
+                metrics.JOBS_CREATED.labels(component="quantize").inc()
+        elif isinstance(action, CreateEvaluateJob):
+            r = action.rung
+            job = build_evaluate_job(owner, spec, r.plan, method=r.method, artifact_key=r.artifact_key,
+                                     evaluation_key=r.evaluation_key, candidate=action.artifact_uri,
+                                     retry=action.retry, generation=generation)
+            if await ops.create_if_absent(self.kube, job):
+                metrics.JOBS_CREATED.labels(component="evaluate").inc()
+        elif isinstance(action, RecordArtifact):
+            await ops.create_if_absent(self.kube, build_artifact_record(
+                owner.namespace, action.key, action.result, produced_by=action.produced_by,
+                method=action.method))
+        elif isinstance(action, RecordEvaluation):
+            await ops.create_if_absent(self.kube, build_evaluation_record(
+                owner.namespace, action.key, action.result, produced_by=action.produced_by,
+                artifact_key=action.artifact_key))
+        elif isinstance(action, ApplyService):
+            svc = build_service(owner)
+            await self._ensure_ours(owner, svc, observed.service_hash is None)
+            await ops.apply(self.kube, svc)
+        elif isinstance(action, ApplyDeployment):
+            t = action.target
+            dep = build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri, artifact_key=t.artifact_key)
+            await self._ensure_ours(owner, dep, observed.deployment is None)
+            await ops.apply(self.kube, dep)
 
     def forget(self, namespace: str, name: str) -> None:
         self._readiness.pop((namespace, name), None)
@@ -335,6 +383,32 @@ class Reconciler:
             if served.fp16_gpus_per_replica is not None:
                 metrics.set_gauge(metrics.GPUS_PER_REPLICA, owner.namespace, owner.name,
                                   served.fp16_gpus_per_replica, "fp16")
+
+
+class ChildConflict(Exception):
+    """A child's deterministic name is taken by an object this QuantizedModel does not control."""
+
+
+def _describe(action: Any) -> str:
+    if isinstance(action, CreateQuantizeJob):
+        return f"creating quantize job for {action.rung.method}"
+    if isinstance(action, CreateEvaluateJob):
+        return f"creating evaluate job for {action.rung.method}"
+    if isinstance(action, RecordArtifact | RecordEvaluation):
+        return f"recording {type(action).__name__[6:].lower()} {action.key}"
+    if isinstance(action, ApplyDeployment):
+        return "applying the vLLM Deployment"
+    if isinstance(action, ApplyService):
+        return "applying the Service"
+    return type(action).__name__
+
+
+def _api_message(body: str) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body[:1000]
+    return str(parsed.get("message") or body)[:1000] if isinstance(parsed, dict) else body[:1000]
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -142,3 +142,24 @@ def test_deletion_removes_children_without_a_finalizer(kube: Kube, kubelet: Kube
              what="garbage collection of the children")
     # The artifact record outlives the resource, like the files on the PVC.
     assert kube.core.read_namespaced_config_map(f"qmodel-artifact-{key}", ns).metadata.name
+
+
+def test_a_name_taken_by_a_foreign_object_is_a_conflict_not_a_takeover(kube: Kube, ns: str) -> None:
+    labels = {"app": "someone-else"}
+    kube.apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": "qm-vllm", "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    kube.create_qm(ns, "qm", {"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"},
+                              "quantization": {"method": "none"}})
+    ready = kube.wait_condition(ns, "qm", "Ready", "False", "Conflict")
+    assert f"Deployment {ns}/qm-vllm exists and is not controlled by QuantizedModel qm" in ready["message"]
+    dep = kube.deployment(ns, "qm-vllm")
+    assert dep.metadata.owner_references is None and dep.spec.template.spec.containers[0].image == "nginx"
+    wait_for(lambda: any(e.reason == "Conflict" and e.type == "Warning" for e in kube.events(ns, "qm")),
+             what="a Warning event Conflict")
+    assert kube.condition(ns, "qm", "Serving")["reason"] == "Conflict"
+    kube.apps.delete_namespaced_deployment("qm-vllm", ns)
+    mine = wait_for(lambda: (lambda d: d if d.metadata.owner_references else None)(kube.deployment(ns, "qm-vllm")),
+                    what="the operator's own Deployment once the name is free")
+    assert mine.metadata.owner_references[0].name == "qm"

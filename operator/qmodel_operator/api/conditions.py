@@ -53,6 +53,8 @@ class Reason(StrEnum):
     AVAILABLE = "Available"
     UNSUPPORTED = "Unsupported"
     SUSPENDED = "Suspended"
+    CONFLICT = "Conflict"  # a child's name is taken by an object this QuantizedModel does not control
+    API_ERROR = "ApiError"  # the API server refused a write (admission, quota, RBAC, validation)
     READY = "Ready"
     PROGRESSING = "Progressing"
 

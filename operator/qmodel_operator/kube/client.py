@@ -27,6 +27,7 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.body = body
+        self.context = ""  # what the operator was doing (set by the caller)
 
 
 def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:

@@ -66,6 +66,15 @@ async def get_configmap(kube: Kube, namespace: str, name: str) -> dict[str, Any]
         raise
 
 
+async def get_object(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return dict(await kube.request("GET", f"{collection_path(obj)}/{obj['metadata']['name']}"))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 async def create_if_absent(kube: Kube, obj: dict[str, Any]) -> bool:
     """POST ``obj``; True if created, False if it already existed."""
     try:

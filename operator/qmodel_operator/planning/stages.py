@@ -201,7 +201,7 @@ class Decision:
 WARNING_REASONS = {
     Reason.INVALID_SPEC, Reason.INFEASIBLE, Reason.JOB_FAILED, Reason.OOM_KILLED, Reason.DEADLINE_EXCEEDED,
     Reason.BACKOFF_LIMIT_EXCEEDED, Reason.IMAGE_PULL_BACK_OFF, Reason.UNSCHEDULABLE, Reason.GATE_FAILED,
-    Reason.FALLING_BACK, Reason.UNSUPPORTED, Reason.BAD_INPUT,
+    Reason.FALLING_BACK, Reason.UNSUPPORTED, Reason.BAD_INPUT, Reason.CONFLICT, Reason.API_ERROR,
 }
 
 # ---------------------------------------------------------------------------------------------------------------
