@@ -416,9 +416,9 @@ class Demo:
             meta = json.loads((dest / "meta.json").read_text())
         params = meta.get("parameters")
         how = f"trained in {fmt_seconds(spent)}" if trained else "from the cache"
-        self.step(n, total, "model", f"tiny Llama ({params:,} parameters, {how}) → PVC {CLAIM}: "
-                                     f"pvc://{CLAIM}/qmodel-tiny  [{out or dest}]" if params else
-                  f"tiny model ({how}) → pvc://{CLAIM}/qmodel-tiny")
+        what = f"tiny Llama, {params:,} parameters" if params else "tiny Llama"
+        self.step(n, total, "model", f"{what} ({how}) → pvc://{CLAIM}/qmodel-tiny/model, calibration.txt and "
+                                     f"eval.txt beside it  [{out or dest}]")
 
     def start_cluster(self, n: int, total: int) -> None:
         self.cluster_dir.mkdir(parents=True, exist_ok=True)
@@ -644,12 +644,8 @@ class Demo:
             state = _job_finished(job)
             if state and jname not in self.finished_jobs:
                 self.finished_jobs.add(jname)
-                took = ""
-                st = job.get("status") or {}
-                if st.get("startTime") and (st.get("completionTime") or state == "Failed"):
-                    took = ""
                 self.say(f"  [{fmt_seconds(self.status.elapsed()):>6}] {'✓' if state == 'Complete' else '✗'} Job "
-                         f"{jname} {state}{took}")
+                         f"{jname} {state}")
         ev = status.get("evaluation") or {}
         ev_key = json.dumps([ev.get("method"), ev.get("perplexity"), ev.get("passed")])
         if ev.get("perplexity") is not None and ev_key not in self.gate_shown:
