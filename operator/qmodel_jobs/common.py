@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from qmodel_operator.api.jobcontract import (
+    EVAL_REPORT_FILE,
     HF_TOKEN_ENV,
     MODELS_MOUNT,
     REPORT_FILE,
@@ -409,7 +410,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path, exclude: set[str] = frozenset({REPORT_FILE})) -> tuple[str, int, list[dict[str, Any]]]:
+def tree_digest(root: Path, exclude: set[str] = frozenset({REPORT_FILE, EVAL_REPORT_FILE})) -> tuple[str, int, list[dict[str, Any]]]:
     """sha256 over (relative path, file sha256) in sorted order, total size, per-file entries."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in exclude)
     h = hashlib.sha256()

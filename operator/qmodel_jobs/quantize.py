@@ -50,7 +50,7 @@ from .common import (
 PROG = "python -m qmodel_jobs.quantize"
 # Kept in full precision in every recipe: the output head and MoE router gates (REFERENCE.md).
 IGNORE = ["lm_head", "re:.*mlp.gate$"]
-CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8}
+CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}  # gguf: importance matrix from the data
 GROUPED = {Method.AWQ, Method.GPTQ}
 
 
@@ -272,6 +272,16 @@ def _existing(out: Path, args: QuantizeArgs) -> QuantizeResult | None:
 
 
 def quantize(args: QuantizeArgs) -> tuple[QuantizeResult, ExitCode]:
+    staged: list[Path] = []
+    try:
+        return _quantize(args, staged)
+    except BaseException:
+        for path in staged:  # a failed run leaves no partial directory behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, ExitCode]:
     started = time.monotonic()
     timings: dict[str, float] = {}
     method = args.method
@@ -308,14 +318,8 @@ def quantize(args: QuantizeArgs) -> tuple[QuantizeResult, ExitCode]:
         result, extra = _pointer_report(args, started, reason)
         report.update(extra)
         return _finish(out, None, report, result, warnings, timings, started), ExitCode.OK
-    if method is Method.GGUF:
-        from .gguf import gguf_unsupported_reason
-
-        raise JobError(ExitCode.UNSUPPORTED, gguf_unsupported_reason())
-
     set_seed(args.seed)
     src = resolve_source(args.source, args.revision)
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t = time.monotonic()
@@ -346,6 +350,23 @@ def quantize(args: QuantizeArgs) -> tuple[QuantizeResult, ExitCode]:
     else:
         report["calibration"] = None
 
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    staged.append(staging)
+    if method is Method.GGUF:
+        from .gguf import GGUF_FORMAT, export_q4_k_m
+
+        t = time.monotonic()
+        progress("quantize", message=f"AutoRound {GGUF_FORMAT} (round-to-nearest with importance matrix)")
+        texts = [tokenizer.decode(s, skip_special_tokens=True) for s in samples]
+        report["recipe"] = f"auto-round {GGUF_FORMAT} iters=0 nsamples={len(texts)}"
+        gguf_file = export_q4_k_m(model, tokenizer, texts, args.calibration.max_sequence_length, staging)
+        tokenizer.save_pretrained(staging)
+        timings["quantize"] = time.monotonic() - t
+        return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
+                      uri=str(out / gguf_file.name)), ExitCode.OK
+
     recipe = build_recipe(method, scheme, args.group_size)
     report["recipe"] = recipe_yaml(recipe)
     from llmcompressor import oneshot
@@ -362,23 +383,25 @@ def quantize(args: QuantizeArgs) -> tuple[QuantizeResult, ExitCode]:
 
     t = time.monotonic()
     progress("save", message=f"writing compressed-tensors checkpoint to {out}")
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     model.save_pretrained(staging, save_compressed=True)
     tokenizer.save_pretrained(staging)
     timings["save"] = time.monotonic() - t
+    return _saved(args, out, staging, report, warnings, timings, started, kind="compressed-tensors",
+                  uri=str(out)), ExitCode.OK
+
+
+def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any], warnings: list[str],
+           timings: dict[str, float], started: float, kind: str, uri: str) -> QuantizeResult:
+    scheme = args.scheme or SCHEMES.get(args.method, "")
     digest, size, files = tree_digest(staging)
-    report["artifact"] = {"kind": "compressed-tensors", "uri": str(out), "digest": digest, "sizeBytes": size,
-                          "files": files}
+    report["artifact"] = {"kind": kind, "uri": uri, "digest": digest, "sizeBytes": size, "files": files}
     gpu = peak_gpu_bytes()
     result = QuantizeResult(
-        ok=True, method=method, scheme=scheme, artifact_uri=str(out), artifact_key=args.artifact_key,
+        ok=True, method=args.method, scheme=scheme, artifact_uri=uri, artifact_key=args.artifact_key,
         digest=digest, size_bytes=size, wall_seconds=round(time.monotonic() - started, 3),
         peak_rss_bytes=peak_rss_bytes(), peak_gpu_bytes=gpu,
-        message=f"{method} {scheme} checkpoint, {size / 2**20:.1f} MiB" + (f" (CUDA {torch.version.cuda})"
-                                                                           if gpu else " (CPU)"))
-    return _finish(out, staging, report, result, warnings, timings, started), ExitCode.OK
+        message=f"{args.method} {scheme} {kind} artifact, {size / 2**20:.1f} MiB" + (" (GPU)" if gpu else " (CPU)"))
+    return _finish(out, staging, report, result, warnings, timings, started)
 
 
 def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: QuantizeResult, warnings: list[str],

@@ -115,15 +115,7 @@ def test_same_artifact_key_is_reused_not_recomputed(quantized, tiny: TinyModel, 
     assert again.digest == first.digest
 
 
-def test_group_size_overrides_the_preset(tiny: TinyModel, tmp_path: Path):
-    run = run_job("quantize", quantize_args(tiny, Method.GPTQ, tmp_path / "g64", groupSize=64), tmp_path)
-    result = _ok(run)
-    qc = json.loads((Path(result.artifact_uri) / "config.json").read_text())["quantization_config"]
-    (group,) = qc["config_groups"].values()
-    assert group["weights"]["group_size"] == 64 and group["weights"]["symmetric"] is True
-
-
-def test_chat_template_and_language_warning(tiny: TinyModel, tmp_path: Path):
+def test_group_size_chat_template_and_language_warning(tiny: TinyModel, tmp_path: Path):
     data = tmp_path / "chat.jsonl"
     text = tiny.calibration_file.read_text()
     with data.open("w") as fh:
@@ -131,11 +123,14 @@ def test_chat_template_and_language_warning(tiny: TinyModel, tmp_path: Path):
             chunk = text[i * 400:(i + 1) * 400]
             fh.write(json.dumps({"messages": [{"role": "user", "content": "Explain:"},
                                               {"role": "assistant", "content": chunk}]}) + "\n")
-    args = quantize_args(tiny, Method.GPTQ, tmp_path / "chat", chat=True, language="zh",
+    args = quantize_args(tiny, Method.GPTQ, tmp_path / "chat", chat=True, language="zh", groupSize=64,
                          calibration={"dataset": f"file://{data}", "samples": 16, "maxSequenceLength": 256})
     result = _ok(run_job("quantize", args, tmp_path))
+    out = Path(result.artifact_uri)
+    (group,) = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"].values()
+    assert group["weights"]["group_size"] == 64 and group["weights"]["symmetric"] is True
     assert any("'zh'" in w and "cjk" in w for w in result.warnings), result.warnings
-    report = json.loads((Path(result.artifact_uri) / REPORT_FILE).read_text())
+    report = json.loads((out / REPORT_FILE).read_text())
     assert report["calibration"]["chatTemplate"] is True
     assert report["calibration"]["samples"] == 16
     assert report["warnings"] == result.warnings
@@ -191,3 +186,18 @@ def test_exceptions_map_to_exit_codes():
     assert classify(MemoryError()) is ExitCode.OUT_OF_MEMORY
     assert classify(JobError(ExitCode.BAD_INPUT, "x")) is ExitCode.BAD_INPUT
     assert classify(ValueError("boom")) is ExitCode.ERROR
+
+
+def test_gguf_runs_autoround_and_reports_a_tokenizer_llama_cpp_does_not_know(tiny: TinyModel, tmp_path: Path):
+    """Q4_K_M goes through AutoRound's real export; llama.cpp's converter keys BPE pre-tokenizers by checksum and
+    does not know the tiny model's locally trained one, which must come back as UNSUPPORTED with the reason (public
+    Llama/Qwen tokenizers are known to it)."""
+    args = quantize_args(tiny, Method.GGUF, tmp_path / "gguf",
+                         calibration={"dataset": f"file://{tiny.calibration_file}", "samples": 8,
+                                      "maxSequenceLength": 128})
+    run = run_job("quantize", args, tmp_path)
+    assert run.returncode == ExitCode.UNSUPPORTED, run.stderr[-3000:]
+    result = QuantizeResult.model_validate_json(run.termination)
+    assert not result.ok and "pre-tokenizer was not recognized" in result.message
+    assert "quantize" in [p["stage"] for p in run.progress]
+    assert list(tmp_path.glob(".gguf.partial-*")) == [] and not (tmp_path / "gguf").exists()

@@ -25,6 +25,9 @@ TERMINATION_LOG_ENV = "QMODEL_TERMINATION_LOG"  # overrides the path (local kube
 TERMINATION_MESSAGE_LIMIT = 4096
 PROGRESS_PREFIX = "qmodel-progress"
 REPORT_FILE = "report.json"
+# The evaluator writes REPORT_FILE into its outputDir, or this name when outputDir is the artifact directory itself
+# (so the quantizer's report.json, the artifact's completeness marker, stays).
+EVAL_REPORT_FILE = "evaluation.json"
 HF_TOKEN_ENV = "HF_TOKEN"
 MODELS_MOUNT = "/models"  # where the storage PVC is mounted in job and serving pods
 
@@ -76,6 +79,8 @@ class EvaluateArgs(Model):
     language: str | None = None
     evaluation: Evaluation = Field(default_factory=Evaluation)
     prompts_file: str | None = Field(default=None, description="Path of the mounted prompt-set ConfigMap key.")
+    tasks_include_path: str | None = Field(
+        default=None, description="Directory of extra lm-eval task YAMLs (custom tasks over local data files).")
     output_dir: str
     seed: int = 0
 
