@@ -567,6 +567,17 @@ class Demo:
                 last = p
         return pod, last
 
+    def _job_log_tail(self, job: dict[str, Any], lines: int = 3) -> list[str]:
+        """The last log lines of a failed Job's pod (its own words), progress lines left out."""
+        assert self.api is not None
+        pods = self.pods_of(f"job-name={job['metadata']['name']}")
+        if not pods:
+            return []
+        pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]["metadata"]["name"]
+        text = self.api.pod_log(self.namespace, pod)
+        kept = [x.rstrip() for x in text.splitlines() if x.strip() and parse_progress(x.strip()) is None]
+        return kept[-lines:]
+
     def watch(self) -> bool:
         deadline = time.monotonic() + self.opts.timeout
         terminal_since: float | None = None
@@ -646,6 +657,9 @@ class Demo:
                 self.finished_jobs.add(jname)
                 self.say(f"  [{fmt_seconds(self.status.elapsed()):>6}] {'✓' if state == 'Complete' else '✗'} Job "
                          f"{jname} {state}")
+                if state == "Failed":
+                    for line in self._job_log_tail(job):
+                        self.say(f"           log: {line[:300]}")
         ev = status.get("evaluation") or {}
         ev_key = json.dumps([ev.get("method"), ev.get("perplexity"), ev.get("passed")])
         if ev.get("perplexity") is not None and ev_key not in self.gate_shown:
