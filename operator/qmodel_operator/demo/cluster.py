@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from qmodel_cluster import EmbeddedCluster, SimulatedDeploymentRunner
+from qmodel_cluster import DeploymentRunner, EmbeddedCluster, SimulatedDeploymentRunner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
+    runner: DeploymentRunner
     if args.vllm_venv:
         from .serving import VllmDeploymentRunner
 

@@ -666,10 +666,10 @@ class Demo:
             self.gate_shown.add(ev_key)
             self.say(f"           gate ({ev.get('method')}): {self._gate_sentence(ev, qm)}")
         for i, a in enumerate(status.get("attempts") or []):
-            key = f"{a.get('method')}:{a.get('outcome')}"
-            if self.seen_attempts.get(i) == key:
+            attempt_key = f"{a.get('method')}:{a.get('outcome')}"
+            if self.seen_attempts.get(i) == attempt_key:
                 continue
-            self.seen_attempts[i] = key
+            self.seen_attempts[i] = attempt_key
             reason = f" — {a['reason']}" if a.get("reason") else ""
             self.say(f"           attempt {i + 1}: {a.get('method')} {a.get('outcome')}{reason[:400]}")
 

@@ -29,7 +29,7 @@ class KubeApi:
         ctx_name = cfg.get("current-context")
         ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u["user"] for u in cfg.get("users") or [] if u["name"] == ctx.get("user")), {})
+        user: dict[str, Any] = next((u["user"] for u in cfg.get("users") or [] if u["name"] == ctx.get("user")), {})
         self.server = cluster["server"].rstrip("/")
         self._token = user.get("token")
         self.timeout = timeout
