@@ -28,3 +28,5 @@ test: $(STAMP)
 
 crd: $(STAMP)
 	$(VENV)/bin/qmodel crd > crds/qmodel.io_quantizedmodels.yaml
+	$(PY) charts/sync_crds.py
+	$(PY) docs/gen_reference.py

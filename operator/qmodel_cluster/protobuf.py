@@ -85,6 +85,10 @@ T: dict[str, Table] = {
                 4: ("selector", "LabelSelector"), 5: ("manualSelector", "B"), 6: ("template", "PodTemplateSpec"),
                 7: ("backoffLimit", "i0"), 8: ("ttlSecondsAfterFinished", "i0"), 9: ("completionMode", "s"),
                 10: ("suspend", "B")},
+    # meta/v1 DeleteOptions: typed clients (Helm's uninstall among them) send it as a DELETE body
+    "DeleteOptions": {1: ("gracePeriodSeconds", "i"), 2: ("preconditions", "Preconditions"),
+                      3: ("orphanDependents", "B"), 4: ("propagationPolicy", "s"), 5: ("dryRun", "s*")},
+    "Preconditions": {1: ("uid", "s"), 2: ("resourceVersion", "s")},
 }
 
 KINDS = {("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "Pod"),
@@ -177,6 +181,14 @@ def message(name: str, buf: bytes) -> dict[str, Any]:
         elif not _empty(kind, value):
             out[field] = value
     return {k: v for k, v in out.items() if not (isinstance(v, dict) and not v)}
+
+
+def decode_delete_options(body: bytes) -> dict[str, Any]:
+    """A DELETE body in the protobuf envelope; its TypeMeta varies by client and is ignored."""
+    if not body.startswith(MAGIC):
+        raise ValueError("not a Kubernetes protobuf envelope")
+    env = dict(fields(body[len(MAGIC):]))
+    return message("DeleteOptions", env.get(2, b""))
 
 
 def decode(body: bytes) -> dict[str, Any]:

@@ -246,8 +246,13 @@ class ApiServer:
                 raw = await request.read()
                 if raw.strip():
                     try:
-                        opts = json.loads(raw)
-                    except ValueError:
+                        if "protobuf" in request.headers.get("Content-Type", ""):
+                            from .protobuf import decode_delete_options
+
+                            opts = decode_delete_options(raw)
+                        else:
+                            opts = json.loads(raw)
+                    except (ValueError, IndexError):
                         raise errors.bad_request("invalid DeleteOptions") from None
             propagation = q.get("propagationPolicy") or opts.get("propagationPolicy")
             if opts.get("orphanDependents") is True:

@@ -199,14 +199,15 @@ def test_invalid_values_fail_the_install(cluster, api, chart_dir, values):
 
 def test_uninstall_removes_the_operator_and_keeps_the_crd(release, api):
     cfg, _ = release
-    try:
-        asyncio.run(helm.Uninstall(cfg).run("qm", wait=False, timeout=60))
-    except helm.UninstallError as exc:
-        # Helm deletes its release Secret last, with a protobuf DeleteOptions body that the embedded API server
-        # rejects ("invalid DeleteOptions"); everything the chart created is already gone by then. Only that
-        # failure is tolerated, and only while the release record is indeed the one thing left.
-        assert "Failed to purge the release: invalid DeleteOptions" in str(exc), exc
-        assert api.get(f"/api/v1/namespaces/{NS}/secrets/sh.helm.release.v1.qm.v1") is not None
+    # a model of the user's, made here so the test stands alone
+    api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "keep"}})
+    api.create("/apis/qmodel.io/v1alpha1/namespaces/keep/quantizedmodels",
+               {"apiVersion": "qmodel.io/v1alpha1", "kind": "QuantizedModel", "metadata": {"name": "mine"},
+                "spec": {"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"}}})
+    assert api.get("/apis/qmodel.io/v1alpha1/namespaces/keep/quantizedmodels/mine") is not None
+    # Helm deletes its release Secret last, with a protobuf DeleteOptions body: the whole uninstall must succeed.
+    asyncio.run(helm.Uninstall(cfg).run("qm", wait=False, timeout=60))
+    assert api.get(f"/api/v1/namespaces/{NS}/secrets/sh.helm.release.v1.qm.v1") is None
     assert api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/qm-qmodel-operator") is None
     assert api.get(f"/api/v1/namespaces/{NS}/serviceaccounts/qm-qmodel-operator") is None
     assert api.get(f"/api/v1/namespaces/{NS}/services/qm-qmodel-operator-metrics") is None
@@ -214,4 +215,4 @@ def test_uninstall_removes_the_operator_and_keeps_the_crd(release, api):
     assert api.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/qm-qmodel-operator") is None
     # helm.sh/resource-policy: keep — the CRD, and with it every model, survives the uninstall.
     assert api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD}") is not None
-    assert api.get("/apis/qmodel.io/v1alpha1/namespaces/ml/quantizedmodels/qwen2-7b-chat") is not None
+    assert api.get("/apis/qmodel.io/v1alpha1/namespaces/keep/quantizedmodels/mine") is not None
