@@ -873,6 +873,8 @@ class Demo:
                  f"{answer.get('model')}):")
         for line in (text or "").splitlines() or [""]:
             self.say(f"  │ {line}")
+        # a model trained on Python source answers with code, often indentation first: show the exact text too
+        self.say(f"  exact text: {json.dumps(text)[:400]}")
 
 
 def down(directory: Path, out: Any = None) -> int:
