@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from ..api.crd import crd as crd_manifest
-from ..api.jobcontract import parse_progress
+from ..api.jobcontract import ExitCode, parse_progress
 from ..api.spec import API_GROUP, API_VERSION, PLURAL
 from ..api.status import Plan
 from .kubeapi import ApiError, KubeApi
@@ -573,7 +573,11 @@ class Demo:
         pods = self.pods_of(f"job-name={job['metadata']['name']}")
         if not pods:
             return []
-        pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]["metadata"]["name"]
+        last = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]
+        for cs in (last.get("status") or {}).get("containerStatuses") or []:
+            if ((cs.get("state") or {}).get("terminated") or {}).get("exitCode") == int(ExitCode.GATE_FAILED):
+                return []  # a gate failure is not an error: its numbers are shown as the gate line
+        pod = last["metadata"]["name"]
         text = self.api.pod_log(self.namespace, pod)
         kept = [x.rstrip() for x in text.splitlines() if x.strip() and parse_progress(x.strip()) is None]
         return kept[-lines:]
