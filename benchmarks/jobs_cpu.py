@@ -1,6 +1,6 @@
 """CPU benchmark of the quantizer and evaluator jobs on the tiny locally trained model.
 
-    .venv/bin/python benchmarks/jobs_cpu.py [--threads 2] [--samples 32] [--max-tokens 4096] [--out DIR]
+    .venv/bin/python benchmarks/jobs_cpu.py [--threads 1] [--samples 32] [--max-tokens 4096] [--out DIR]
 
 For each llm-compressor method it runs the real entrypoints as subprocesses (`python -m qmodel_jobs.quantize`, then
 `python -m qmodel_jobs.evaluate`) and prints: method, quantize wall time (job's own, and process incl. imports),
@@ -42,7 +42,7 @@ def run(module: str, args: dict, env: dict, term: Path) -> tuple[int, dict, floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", default="2")
+    parser.add_argument("--threads", default="1")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--max-seq", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=4096)

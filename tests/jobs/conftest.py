@@ -1,8 +1,9 @@
 """Fixtures for the job tests: a tiny model trained here on CPU, and a runner for the real job entrypoints.
 
-Everything runs for real (training, llm-compressor, perplexity); nothing comes from a hub. Torch runs with two
-threads in every process (the CI machine has two shared cores), and the jobs run serially as subprocesses, the way
-the job images run them.
+Everything runs for real (training, llm-compressor, perplexity); nothing comes from a hub. Torch runs with one
+thread in every process (the CI machine has two cores shared with other runs: OpenMP barriers across two threads
+made a training step 7-13x slower than one thread there), and the jobs run serially as subprocesses, the way the
+job images run them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from qmodel_operator.api.jobcontract import PROGRESS_PREFIX, SCHEMES, TERMINATIO
 from qmodel_operator.api.spec import Method
 
 REPO = Path(__file__).resolve().parents[2]
-THREADS = "2"
+THREADS = "1"  # one torch thread: on two shared cores, two OMP threads ran 7-13x slower per step (measured)
 QUANTIZED_METHODS = [Method.AWQ, Method.GPTQ, Method.INT8, Method.FP8]
 
 
