@@ -253,12 +253,14 @@ def download_source(src: Source) -> tuple[str, str | None]:
     """For hub sources fetch the snapshot once (so model and tokenizer agree) and return (local dir, commit)."""
     if not src.is_hub:
         return src.path, None
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import list_repo_files, snapshot_download
 
     try:
+        files = list_repo_files(src.path, revision=src.revision, token=src.token)
+        # Weights as safetensors where the repository has them; the older .bin files only when it has nothing else.
+        weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
         local = snapshot_download(repo_id=src.path, revision=src.revision, token=src.token,
-                                  allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja",
-                                                  "*.tiktoken", "*.py"])
+                                  allow_patterns=["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", *weights])
     except Exception as exc:  # repository/revision not found, gated, no network
         name = type(exc).__name__
         if name in {"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"}:
