@@ -45,7 +45,7 @@ import signal
 import string
 import sys
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,13 @@ class ProcessSpec:
     log_path: Path
     termination_path: Path
     termination_policy: str = "File"
+    # (mount path, host dir) pairs, longest first: a termination message names paths as the container saw them
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_container_paths(self, text: str) -> str:
+        for src, host in sorted(self.mounts, key=lambda m: len(m[1]), reverse=True):
+            text = text.replace(host, src)
+        return text
 
 
 # ---------------------------------------------------------------------------------------------- pod context
@@ -140,6 +147,7 @@ class PodContext:
             with contextlib.suppress(OSError):
                 lines = spec.log_path.read_bytes().splitlines()[-80:]
                 message = b"\n".join(lines)[-2048:].decode("utf-8", "replace")
+        message = spec.to_container_paths(message)
         reason = "Completed" if exit_code == 0 else "Error"
         state: dict[str, Any] = {"exitCode": exit_code, "reason": reason,
                                  "startedAt": self.started_at.get(spec.container, now_rfc3339()),
@@ -646,7 +654,8 @@ class Kubelet:
         Path(cwd).mkdir(parents=True, exist_ok=True)
         return ProcessSpec(container=cname, argv=argv, env=env, cwd=cwd, log_path=ctx.dir / f"{cname}.log",
                            termination_path=term_host,
-                           termination_policy=container.get("terminationMessagePolicy", "File"))
+                           termination_policy=container.get("terminationMessagePolicy", "File"),
+                           mounts=[m for m in mounts if m[0] != term_src])
 
     async def run_to_completion(self, ctx: PodContext) -> None:
         """Job pods: init containers in order, then all containers; the Pod ends Succeeded or Failed."""
@@ -735,6 +744,9 @@ class Kubelet:
                 fail_reason = ("DeadlineExceeded", "Job was active longer than specified deadline")
             else:
                 self._enqueue("job", namespace, name, delay=remaining + 0.05)
+        if fail_reason is None:
+            ignored, fail_reason = _pod_failure_policy(spec.get("podFailurePolicy") or {}, pods)
+            failed = max(failed - ignored, 0)
         if fail_reason is None and failed > backoff_limit:
             fail_reason = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
         if fail_reason is not None:
@@ -912,3 +924,36 @@ class Kubelet:
         status = {k: v for k, v in status.items() if v is not None}
         if status != dep.get("status"):
             self.store.update(deps, namespace, name, {**dep, "status": status}, subresource="status")
+
+
+def _exit_rule_matches(rule: dict[str, Any], name: str, code: int) -> bool:
+    on = rule.get("onExitCodes")
+    if not on or (on.get("containerName") and on["containerName"] != name):
+        return False
+    values = {int(v) for v in on.get("values") or []}
+    return (code in values) if on.get("operator", "In") == "In" else (code not in values and code != 0)
+
+
+def _pod_failure_policy(policy: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, tuple[str, str] | None]:
+    """The Job controller's podFailurePolicy over failed pods' exit codes: how many failures an ``Ignore`` rule
+    takes out of the backoff count, and the Failed condition a ``FailJob`` rule sets (first matching rule wins)."""
+    ignored = 0
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Failed":
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if "exitCode" not in term or term["exitCode"] == 0:
+                continue
+            for i, rule in enumerate(policy.get("rules") or []):
+                if not _exit_rule_matches(rule, cs.get("name", ""), int(term["exitCode"])):
+                    continue
+                if rule.get("action") == "FailJob":
+                    md = pod["metadata"]
+                    return ignored, ("PodFailurePolicy",
+                                     f"Container {cs.get('name')} for pod {md['namespace']}/{md['name']} failed "
+                                     f"with exit code {term['exitCode']} matching FailJob rule at index {i}")
+                if rule.get("action") == "Ignore":
+                    ignored += 1
+                break
+    return ignored, None

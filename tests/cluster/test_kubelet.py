@@ -80,9 +80,10 @@ def test_job_runs_as_local_process(local: tuple[EmbeddedCluster, Kubectl]) -> No
     term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert term["exitCode"] == 0 and term["reason"] == "Completed"
     result = json.loads(term["message"])
-    # the PVC mount maps to DIR/volumes/<namespace>/<claim>
+    # the PVC mount maps to DIR/volumes/<namespace>/<claim>; the termination message names paths as the
+    # container saw them (as on a real node), not the host directory standing in for the volume
     store = cluster.directory / "volumes" / "default" / "store"
-    assert result == {"ok": True, "out": str(store / "model")}
+    assert result == {"ok": True, "out": "/artifacts/model"}
     assert (store / "model" / "weights.txt").read_text() == "w"
     logs = kubectl("logs", "job/quantize")
     name = pod["metadata"]["name"]
@@ -106,6 +107,30 @@ def test_job_backoff_limit(local: tuple[EmbeddedCluster, Kubectl]) -> None:
     for p in pods:
         term = p["status"]["containerStatuses"][0]["state"]["terminated"]
         assert (term["exitCode"], term["reason"], term["message"]) == (3, "Error", "bad input")
+
+
+@pytest.mark.parametrize(("rules", "reason", "failed"), [
+    # FailJob on the exit code: no retry even though backoffLimit allows 3
+    ([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2, 3]}}], "PodFailurePolicy", 1),
+    # a rule on other codes leaves the backoff count in charge
+    ([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [4]}}], "BackoffLimitExceeded", 4),
+    # NotIn: exit code 3 is excluded, so the rule does not match and the backoff count decides
+    ([{"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [3]}}], "BackoffLimitExceeded", 4),
+])
+def test_job_pod_failure_policy(local: tuple[EmbeddedCluster, Kubectl], rules: list[dict[str, Any]],
+                                reason: str, failed: int) -> None:
+    _, kubectl = local
+    name = f"pfp-{reason.lower()}-{rules[0]['onExitCodes']['operator'].lower()}"
+    failing = "raise SystemExit(3)"
+    kubectl("apply", "-f", "-", input=json.dumps(job(name, failing, backoffLimit=3,
+                                                     podFailurePolicy={"rules": rules})))
+    kubectl("wait", "--for=condition=Failed", f"job/{name}", "--timeout=60s")
+    st = kubectl.json("get", "job", name)["status"]
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["Failed"]["reason"] == reason
+    assert st["failed"] == failed
+    if reason == "PodFailurePolicy":
+        assert "exit code 3 matching FailJob rule at index 0" in conds["Failed"]["message"]
 
 
 def test_job_active_deadline(local: tuple[EmbeddedCluster, Kubectl]) -> None:
