@@ -51,7 +51,8 @@ CATALOG_CONFIGS: dict[str, tuple[dict[str, Any], int | None, tuple[str, ...]]] =
     "mixtral-8x7b": ({**_llama(32, 4096, 32, 8, 14336, 32000, max_pos=32768, model_type="mixtral"),
                       "num_local_experts": 8, "num_experts_per_tok": 2}, 46_700_000_000, ()),
     # The tiny model the demo and the job tests train on CPU (no published size: it is ours).
-    "qmodel-tiny": (_llama(2, 128, 4, 2, 256, 1024, max_pos=2048), None, ("tiny",)),
+    # the model qmodel_jobs.tinymodel trains for the demo and the job tests (byte-level vocabulary)
+    "qmodel-tiny": (_llama(2, 128, 4, 2, 512, 259, max_pos=256), None, ("tiny",)),
 }
 
 

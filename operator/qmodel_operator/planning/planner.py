@@ -179,7 +179,7 @@ def auto_rungs(profile: ModelProfile, pool: GPUPool) -> tuple[list[Method], list
                        "(FP8 W8A8 needs Ada or Hopper)")
     rungs.append(Method.INT8)
     if profile.is_small:
-        skipped.append(f"4-bit skipped: {profile.name} has {profile.parameters_billions:.2f} B parameters "
+        skipped.append(f"4-bit skipped: {profile.name} has {profile.parameters_text} parameters "
                        "(< 3 B models never go below 8-bit)")
     else:
         rungs.append(Method.GPTQ if profile.is_moe else Method.AWQ)
@@ -192,7 +192,7 @@ def method_warnings(method: Method, profile: ModelProfile, cc: tuple[int, int] |
     out: list[str] = []
     fmt = weight_format(method, group_size)
     if fmt.is_4bit and profile.is_small:
-        out.append(f"spec.quantization.method {method}: 4-bit on a {profile.parameters_billions:.2f} B-parameter "
+        out.append(f"spec.quantization.method {method}: 4-bit on a {profile.parameters_text}-parameter "
                    "model (< 3 B) loses disproportionate quality; int8 or none is recommended")
     if method is Method.AWQ and profile.is_moe:
         out.append(f"spec.quantization.method awq: llm-compressor's AWQ does not support MoE models "

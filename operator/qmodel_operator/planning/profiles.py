@@ -152,6 +152,12 @@ class ModelProfile:
         return self.parameters / 1e9
 
     @property
+    def parameters_text(self) -> str:
+        """The size as people say it: "7.62 B", "0.55 M" (a tiny demo model is not "0.00 B")."""
+        n = self.parameters
+        return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+    @property
     def is_small(self) -> bool:
         return self.parameters < SMALL_MODEL_PARAMS
 
