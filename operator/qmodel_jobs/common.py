@@ -337,7 +337,7 @@ def same_data(a: tuple[str, str | None, str], b: tuple[str | None, str | None, s
     pb = resolve_path(ds_b) if is_local(ds_b) else None
     if pa is not None or pb is not None:
         return pa is not None and pb is not None and os.path.realpath(pa) == os.path.realpath(pb)
-    if ds_a.strip("/").lower() != ds_b.strip("/").lower():
+    if ds_a.removeprefix("hf://").strip("/").lower() != ds_b.removeprefix("hf://").strip("/").lower():
         return False
     if cfg_a and cfg_b and cfg_a != cfg_b:
         return False

@@ -155,6 +155,15 @@ def test_hub_dataset_eval_split_is_refused_before_any_download(tiny: TinyModel, 
     assert "evaluation data" in QuantizeResult.model_validate_json(run.termination).message
 
 
+def test_same_data_names_a_hub_dataset_with_or_without_hf_prefix():
+    """load_records strips hf://, so "hf://wikitext" and "wikitext" are the same data to the calibration check."""
+    from qmodel_jobs.common import same_data
+
+    assert same_data(("hf://wikitext", "wikitext-2-raw-v1", "test"), ("wikitext", "wikitext-2-raw-v1", "test"))
+    assert same_data(("wikitext", None, "test"), ("hf://wikitext/", None, None))
+    assert not same_data(("hf://wikitext", None, "train"), ("wikitext", None, "test"))
+
+
 def test_bad_source_is_bad_input_and_the_token_never_leaks(tmp_path: Path, tiny: TinyModel):
     secret = "hf_SECRETtoken1234567890"
     args = quantize_args(tiny, Method.FP8, tmp_path / "x", source=f"pvc://models/missing/{secret}")
