@@ -97,8 +97,8 @@ def redact(text: str) -> str:
 
 
 def write_termination(result: QuantizeResult | EvaluateResult) -> str:
-    result.message = redact(result.message)
-    line = termination_message(result)
+    # The whole line: an error's message reaches ``reasons`` and ``warnings`` too, not only ``message``.
+    line = redact(termination_message(result))
     path = termination_log_path()
     try:
         with open(path, "w") as fh:

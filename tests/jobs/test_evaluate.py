@@ -191,3 +191,15 @@ def test_nf4_without_a_gpu_is_unsupported_not_a_gate_failure(tiny: TinyModel, tm
     run = run_job("evaluate", evaluate_args(tiny, Method.NF4, str(tiny.model_dir), tmp_path / "o"), tmp_path)
     assert run.returncode == ExitCode.UNSUPPORTED
     assert "GPU" in _parsed(run).message
+
+
+def test_the_token_never_reaches_the_termination_reasons(tiny: TinyModel, tmp_path: Path):
+    """An error's message is copied into ``reasons`` too; the termination line is redacted as a whole."""
+    secret = "hf_SECRETtoken1234567890"
+    run = run_job("evaluate", evaluate_args(tiny, Method.GPTQ, str(tiny.model_dir), tmp_path / "o",
+                                            promptsFile=str(tmp_path / secret / "prompts.json")),
+                  tmp_path, HF_TOKEN=secret)
+    assert run.returncode == ExitCode.BAD_INPUT
+    assert _parsed(run).reasons
+    for text in (run.termination, run.stdout, run.stderr):
+        assert secret not in text
