@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.spec import API_GROUP, API_VERSION, KIND
+from ..api.spec import API_GROUP, API_VERSION, KIND, Resources
 
 MANAGED_BY = "qmodel-operator"
 FIELD_MANAGER = "qmodel-operator"
@@ -155,6 +155,24 @@ def child_metadata(owner: Owner, name: str, component: str, *, extra_labels: dic
         "ownerReferences": [owner_reference(owner)],
     }
     return meta
+
+
+def resource_requirements(resources: Resources, gpus: int) -> dict[str, Any]:
+    """A container's requests/limits: cpu requested, memory requested and limited, ``gpus`` GPUs both."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if resources.cpu:
+        requests["cpu"] = resources.cpu
+    if resources.memory:
+        requests["memory"] = limits["memory"] = resources.memory
+    if gpus > 0:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
 
 
 def manifest_hash(obj: Any) -> str:

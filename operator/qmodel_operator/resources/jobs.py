@@ -52,6 +52,7 @@ from .common import (
     evaluate_job_name,
     labels,
     quantize_job_name,
+    resource_requirements,
 )
 from .locations import (
     hf_home,
@@ -83,25 +84,6 @@ def gpu_affinity(product: str | None) -> dict[str, Any] | None:
         return None
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [product]}]}]}}}
-
-
-def _resources(spec_resources: Any, gpus: int) -> dict[str, Any]:
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if spec_resources.cpu:
-        requests["cpu"] = spec_resources.cpu
-    if spec_resources.memory:
-        requests["memory"] = spec_resources.memory
-        limits["memory"] = spec_resources.memory
-    if gpus > 0:
-        limits[GPU_RESOURCE] = str(gpus)
-        requests[GPU_RESOURCE] = str(gpus)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
 
 
 def _tolerations(spec: QuantizedModelSpec, gpus: int) -> list[dict[str, Any]]:
@@ -162,7 +144,7 @@ def _container(name: str, image: str, module: str, argv: list[str], spec: Quanti
         "command": ["python", "-m", module],
         "args": argv,
         "env": [*hf_token_env(spec), {"name": "HF_HOME", "value": hf_home(spec)}],
-        "resources": _resources(spec.jobs.resources, gpus),
+        "resources": resource_requirements(spec.jobs.resources, gpus),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
         "volumeMounts": [models_mount(read_only=False), shm_mount(), *extra_mounts],

@@ -23,7 +23,6 @@ from ..api.status import Plan
 from .common import (
     ANNOTATION_APPLIED_HASH,
     COMPONENT_SERVING,
-    GPU_RESOURCE,
     LABEL_ARTIFACT_KEY,
     LABEL_METHOD,
     Owner,
@@ -31,6 +30,7 @@ from .common import (
     deployment_name,
     labels,
     manifest_hash,
+    resource_requirements,
     selector_labels,
     service_name,
 )
@@ -81,19 +81,6 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
                      artifact_key: str) -> dict[str, Any]:
     model, loc = serving_model(spec, plan, artifact_uri)
     gpus = max(0, plan.gpus_per_replica) if plan.gpu_product else 0
-    resources: dict[str, Any] = {}
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if spec.serving.resources.cpu:
-        requests["cpu"] = spec.serving.resources.cpu
-    if spec.serving.resources.memory:
-        requests["memory"] = limits["memory"] = spec.serving.resources.memory
-    if gpus:
-        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
-    if requests:
-        resources["requests"] = requests
-    if limits:
-        resources["limits"] = limits
     probe = {"httpGet": {"path": "/health", "port": VLLM_PORT}}
     env = [{"name": "HF_HOME", "value": hf_home(spec)}]
     if plan.method in (Method.NONE, Method.NF4):
@@ -107,7 +94,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "args": vllm_args(spec, plan, model=model, name=owner.name),
         "env": env,
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "resources": resources,
+        "resources": resource_requirements(spec.serving.resources, gpus),
         "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 5},
         "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS,
