@@ -26,36 +26,39 @@ def name_problems(name: str) -> list[str]:
     return out
 
 
+def _kind_name(value: Any) -> str:
+    """The JSON type of a decoded value, as the schema's ``type`` names it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
 def _fmt(value: Any) -> str:
     """Go's %#v-ish rendering used in 'Invalid value: ...'."""
-    if isinstance(value, dict):
-        return '"object"'
-    if isinstance(value, list):
-        return '"array"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
+    if isinstance(value, dict | list):
+        return f'"{_kind_name(value)}"'
+    if isinstance(value, bool | str) or value is None:
         return json.dumps(value)
     return str(value)
 
 
 def _type_ok(t: str, value: Any) -> bool:
-    if t == "object":
-        return isinstance(value, dict)
-    if t == "array":
-        return isinstance(value, list)
-    if t == "string":
-        return isinstance(value, str)
-    if t == "boolean":
-        return isinstance(value, bool)
+    kind = _kind_name(value)
     if t == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+        return kind == "integer" or (kind == "number" and value.is_integer())
     if t == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return True
+        return kind in ("integer", "number")
+    return t not in ("object", "array", "string", "boolean") or kind == t
 
 
 def _join(path: str, key: str) -> str:
@@ -206,22 +209,6 @@ def validate_value(schema: dict[str, Any], value: Any, path: str, causes: list[d
             elif isinstance(schema.get("additionalProperties"), dict):
                 validate_value(schema["additionalProperties"], v, _join(path, key), causes)
     return True
-
-
-def _kind_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 # ---------------------------------------------------------------- the validator
