@@ -63,6 +63,11 @@ def jsonpath(obj: Any, path: str) -> list[Any]:
 
 # ---------------------------------------------------------------- human durations (k8s.io/apimachinery duration)
 
+def _units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    """``2h`` or ``2h5m``: the smaller unit only when it is not zero."""
+    return f"{big}{big_unit}" if small == 0 else f"{big}{big_unit}{small}{small_unit}"
+
+
 def human_duration(seconds: float) -> str:
     s = int(seconds)
     if s < -1:
@@ -73,24 +78,20 @@ def human_duration(seconds: float) -> str:
         return f"{s}s"
     minutes = s // 60
     if minutes < 10:
-        rest = s % 60
-        return f"{minutes}m" if rest == 0 else f"{minutes}m{rest}s"
+        return _units(minutes, "m", s % 60, "s")
     if minutes < 180:
         return f"{minutes}m"
     hours = s // 3600
     if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
+        return _units(hours, "h", minutes % 60, "m")
     if hours < 48:
         return f"{hours}h"
     if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
+        return _units(hours // 24, "d", hours % 24, "h")
     if hours < 24 * 365 * 2:
         return f"{hours // 24}d"
     if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
+        return _units(hours // 24 // 365, "y", (hours // 24) % 365, "d")
     return f"{hours // 24 // 365}y"
 
 
@@ -122,6 +123,13 @@ AGE_COL = _col("Age", desc="CreationTimestamp is a timestamp representing the se
                            "created.")
 
 
+def _age(o: dict[str, Any]) -> str:
+    return age(o["metadata"].get("creationTimestamp"))
+
+
+DEFAULT_COLUMNS = ([NAME_COL, AGE_COL], lambda o: [_age(o)])
+
+
 def _cond(obj: dict[str, Any], type_: str) -> str | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:
@@ -144,7 +152,7 @@ def _pod_row(o: dict[str, Any]) -> list[Any]:
             reason = state["waiting"]["reason"]
     if o["metadata"].get("deletionTimestamp"):
         reason = "Terminating"
-    return [f"{ready}/{len(containers)}", reason, restarts, age(o["metadata"].get("creationTimestamp"))]
+    return [f"{ready}/{len(containers)}", reason, restarts, _age(o)]
 
 
 def _job_row(o: dict[str, Any]) -> list[Any]:
@@ -164,14 +172,14 @@ def _job_row(o: dict[str, Any]) -> list[Any]:
     if start:
         duration = human_duration(((end or datetime.now(UTC)) - start).total_seconds())
     return [status, f"{st.get('succeeded', 0)}/{spec.get('completions', 1)}", duration,
-            age(o["metadata"].get("creationTimestamp"))]
+            _age(o)]
 
 
 def _deploy_row(o: dict[str, Any]) -> list[Any]:
     st = o.get("status") or {}
     replicas = (o.get("spec") or {}).get("replicas", 1)
     return [f"{st.get('readyReplicas', 0)}/{replicas}", st.get("updatedReplicas", 0),
-            st.get("availableReplicas", 0), age(o["metadata"].get("creationTimestamp"))]
+            st.get("availableReplicas", 0), _age(o)]
 
 
 def _node_row(o: dict[str, Any]) -> list[Any]:
@@ -181,14 +189,14 @@ def _node_row(o: dict[str, Any]) -> list[Any]:
     roles = ",".join(sorted(k.split("/", 1)[1] for k in labels
                             if k.startswith("node-role.kubernetes.io/"))) or "<none>"
     version = ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")
-    return [status, roles, age(o["metadata"].get("creationTimestamp")), version]
+    return [status, roles, _age(o), version]
 
 
 def _svc_row(o: dict[str, Any]) -> list[Any]:
     spec = o.get("spec") or {}
     ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
     return [spec.get("type", "ClusterIP"), spec.get("clusterIP", "<none>"), "<none>", ports,
-            age(o["metadata"].get("creationTimestamp"))]
+            _age(o)]
 
 
 def _event_row(o: dict[str, Any]) -> list[Any]:
@@ -208,17 +216,17 @@ BUILTIN_COLUMNS: dict[tuple[str, str], tuple[list[dict[str, Any]], Any]] = {
                         AGE_COL], _svc_row),
     ("", "namespaces"): ([NAME_COL, _col("Status"), AGE_COL],
                          lambda o: [(o.get("status") or {}).get("phase", "Active"),
-                                    age(o["metadata"].get("creationTimestamp"))]),
+                                    _age(o)]),
     ("", "events"): ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
                      _event_row),
     ("apiextensions.k8s.io", "customresourcedefinitions"): (
         [NAME_COL, _col("Created At", "date")], lambda o: [o["metadata"].get("creationTimestamp")]),
     ("", "configmaps"): ([NAME_COL, _col("Data", "integer"), AGE_COL],
                          lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {}),
-                                    age(o["metadata"].get("creationTimestamp"))]),
+                                    _age(o)]),
     ("", "secrets"): ([NAME_COL, _col("Type"), _col("Data", "integer"), AGE_COL],
                       lambda o: [o.get("type", "Opaque"), len(o.get("data") or {}),
-                                 age(o["metadata"].get("creationTimestamp"))]),
+                                 _age(o)]),
 }
 
 
@@ -245,7 +253,7 @@ def columns_for(rt: ResourceType, version: str) -> tuple[list[dict[str, Any]], A
     if rt.crd_name is not None:
         cols = rt.printer_columns.get(version) or []
         if not cols:
-            return [NAME_COL, AGE_COL], lambda o: [age(o["metadata"].get("creationTimestamp"))]
+            return DEFAULT_COLUMNS
         defs = [NAME_COL] + [
             _col(c["name"], c.get("type", "string"), c.get("format", ""), c.get("description", ""),
                  c.get("priority", 0)) for c in cols]
@@ -253,9 +261,7 @@ def columns_for(rt: ResourceType, version: str) -> tuple[list[dict[str, Any]], A
         def row(o: dict[str, Any]) -> list[Any]:
             return [_cell(c.get("type", "string"), jsonpath(o, c.get("jsonPath", ""))) for c in cols]
         return defs, row
-    if rt.key in BUILTIN_COLUMNS:
-        return BUILTIN_COLUMNS[rt.key]
-    return [NAME_COL, AGE_COL], lambda o: [age(o["metadata"].get("creationTimestamp"))]
+    return BUILTIN_COLUMNS.get(rt.key, DEFAULT_COLUMNS)
 
 
 def _partial(o: dict[str, Any]) -> dict[str, Any]:
