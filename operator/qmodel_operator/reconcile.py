@@ -23,6 +23,7 @@ cluster (status + children + records), and deterministic names make every create
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -65,7 +66,7 @@ from .resources import (
     build_service,
     endpoint,
 )
-from .resources.common import evaluate_job_name, quantize_job_name
+from .resources.common import job_name
 from .settings import Settings
 
 log = logging.getLogger("qmodel.reconcile")
@@ -209,13 +210,9 @@ class Reconciler:
                                    artifact_key=target.artifact_key)
             return applied_hash(dep), applied_hash(build_service(owner))
 
-        def job_name(component: str, key: str, retry: int) -> str:
-            fn = quantize_job_name if component == "quantize" else evaluate_job_name
-            return fn(name, key, retry)
-
         decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
-                          max_retries=self.settings.max_retries, job_name=job_name)
+                          max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name))
         if spec is not None:
             try:
                 await self._execute(owner, spec, generation, decision, observed)

@@ -93,12 +93,9 @@ def dns_label(name: str) -> str:
     return fit(cleaned).rstrip("-")
 
 
-def quantize_job_name(name: str, key: str, retry: int = 0) -> str:
-    return fit(name, f"-quantize-{key[:8]}" + (f"-r{retry}" if retry else ""))
-
-
-def evaluate_job_name(name: str, evaluation_key: str, retry: int = 0) -> str:
-    return fit(name, f"-evaluate-{evaluation_key[:8]}" + (f"-r{retry}" if retry else ""))
+def job_name(name: str, component: str, key: str, retry: int = 0) -> str:
+    """``<name>-<component>-<key[:8]>`` (+ ``-r<N>``): key is the artifact key (quantize) or evaluation key."""
+    return fit(name, f"-{component}-{key[:8]}" + (f"-r{retry}" if retry else ""))
 
 
 def deployment_name(name: str) -> str:

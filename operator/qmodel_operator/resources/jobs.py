@@ -49,9 +49,8 @@ from .common import (
     LABEL_RETRY,
     Owner,
     child_metadata,
-    evaluate_job_name,
+    job_name,
     labels,
-    quantize_job_name,
     resource_requirements,
 )
 from .locations import (
@@ -179,7 +178,7 @@ def build_quantize_job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, me
                            gpus, src.mounts)
     extra = {LABEL_ARTIFACT_KEY: key, LABEL_METHOD: str(method), LABEL_RETRY: str(retry),
              LABEL_GENERATION: str(generation)}
-    return _job(owner, spec, plan, name=quantize_job_name(owner.name, key, retry), component=COMPONENT_QUANTIZE,
+    return _job(owner, spec, plan, name=job_name(owner.name, COMPONENT_QUANTIZE, key, retry), component=COMPONENT_QUANTIZE,
                 extra_labels=extra, container=container,
                 volumes=[models_volume(spec, read_only=False), shm_volume(), *src.volumes], gpus=gpus)
 
@@ -221,5 +220,5 @@ def build_evaluate_job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, me
                            gpus, mounts)
     extra = {LABEL_ARTIFACT_KEY: artifact_key, LABEL_EVALUATION_KEY: evaluation_key, LABEL_METHOD: str(method),
              LABEL_RETRY: str(retry), LABEL_GENERATION: str(generation)}
-    return _job(owner, spec, plan, name=evaluate_job_name(owner.name, evaluation_key, retry),
+    return _job(owner, spec, plan, name=job_name(owner.name, COMPONENT_EVALUATE, evaluation_key, retry),
                 component=COMPONENT_EVALUATE, extra_labels=extra, container=container, volumes=volumes, gpus=gpus)

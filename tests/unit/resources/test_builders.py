@@ -18,7 +18,7 @@ from qmodel_operator.resources import (
     build_service,
     read_record,
 )
-from qmodel_operator.resources.common import dns_label, evaluate_job_name, fit, quantize_job_name
+from qmodel_operator.resources.common import dns_label, fit, job_name
 
 OWNER = Owner(name="qwen2-7b-chat", namespace="ml", uid="uid-1")
 PLAN = Plan(method=Method.AWQ, scheme="W4A16_ASYM", gpu_product="NVIDIA-H100-80GB-HBM3", tensor_parallel_size=2,
@@ -39,9 +39,9 @@ def test_names_fit_and_are_deterministic(name, suffix, limit):
 
 def test_long_names_do_not_collide():
     a, b = "m" * 70 + "a", "m" * 70 + "b"
-    assert quantize_job_name(a, KEY) != quantize_job_name(b, KEY)
-    assert quantize_job_name("qm", KEY, 1) == "qm-quantize-01234567-r1"
-    assert evaluate_job_name("qm", KEY) == "qm-evaluate-01234567"
+    assert job_name(a, "quantize", KEY) != job_name(b, "quantize", KEY)
+    assert job_name("qm", "quantize", KEY, 1) == "qm-quantize-01234567-r1"
+    assert job_name("qm", "evaluate", KEY) == "qm-evaluate-01234567"
 
 
 @pytest.mark.parametrize(("name", "want"), [("qwen2.chat", "qwen2-chat"), ("7b", "qm-7b"), ("ok", "ok")])
