@@ -384,13 +384,13 @@ class _Ctx:
     observed: Observed
     max_retries: int
     conds: list[Condition]
+    job_name: Callable[[str, str, int], str]  # (component, key, retry) → the Job's name, for messages
     actions: list[Action] = field(default_factory=list)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     produced_here: set[str] = field(default_factory=set)  # artifact keys produced by one of our Jobs
     blocked: tuple[str, str] | None = None  # (reason, message) that keeps Ready False
     falling_back: str | None = None  # message while a later rung runs after a gate failure
-    job_name: Callable[[str, str, int], str] = field(default=lambda c, k, r: default_job_name(c, k, r))
 
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
         self.conds = set_condition(self.conds, type_, status, reason, message,  # type: ignore[arg-type]
@@ -449,7 +449,7 @@ _PENDING, _DONE, _FAILED = "pending", "done", "failed"
 
 
 def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str, what: str,
-               create: Callable[[int], Action], job_name: Callable[[int], str]) -> str:
+               create: Callable[[int], Action]) -> str:
     """Run one Job to completion: create it, report it while it runs, retry or fail it. Returns a state.
 
     Jobs of this key created before the attempt's generation belong to an earlier (superseded) attempt and are
@@ -458,14 +458,15 @@ def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str,
     every = _jobs_for(ctx, component, key)
     mine = [j for j in every if j.generation >= (attempt.generation or 0)]
     next_index = (every[-1].retry + 1) if every else 0
+    next_name = ctx.job_name(component, key, next_index)
     if not mine:
         if ctx.spec.suspend:
-            msg = f"spec.suspend is true: not starting {what} (job {job_name(next_index)})"
+            msg = f"spec.suspend is true: not starting {what} (job {next_name})"
             ctx.set(cond, "False", Reason.SUSPENDED, msg)
             ctx.blocked = (Reason.SUSPENDED, msg)
             return _PENDING
         ctx.actions.append(create(next_index))
-        msg = f"starting {what}: job {job_name(next_index)}"
+        msg = f"starting {what}: job {next_name}"
         ctx.set(cond, "False", Reason.PENDING, msg)
         ctx.blocked = (Reason.PROGRESSING, msg)
         return _PENDING
@@ -500,7 +501,7 @@ def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str,
                 return _PENDING
             attempt.retries = used + 1
             ctx.actions.append(create(next_index))
-            msg = (f"retry {used + 1}/{ctx.max_retries} of {what} as job {job_name(next_index)} after: "
+            msg = (f"retry {used + 1}/{ctx.max_retries} of {what} as job {next_name} after: "
                    f"{failure.message}")
             ctx.set(cond, "False", failure.reason, msg)
             ctx.blocked = (Reason.PROGRESSING, msg)
@@ -607,8 +608,7 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
             what = f"quantizing {spec.model.source} to {rung.method} ({rung.plan.scheme}), {label}"
             state = _drive_job(
                 ctx, attempt, "quantize", rung.artifact_key, C.QUANTIZED, what,
-                lambda r: CreateQuantizeJob(rung, r),
-                lambda r: ctx.job_name("quantize", rung.artifact_key, r))
+                lambda r: CreateQuantizeJob(rung, r))
             if ctx.falling_back:
                 ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, ctx.falling_back)
             else:
@@ -627,8 +627,7 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
         what = f"evaluating {rung.method} against the baseline, {label}"
         state = _drive_job(
             ctx, attempt, "evaluate", rung.evaluation_key, C.EVALUATED, what,
-            lambda r: CreateEvaluateJob(rung, r, uri),
-            lambda r: ctx.job_name("evaluate", rung.evaluation_key, r))
+            lambda r: CreateEvaluateJob(rung, r, uri))
         return state, uri
     ev = _evaluation_status(data, rung.method)
     st.evaluation = ev
@@ -674,9 +673,8 @@ def decide(
     old_conditions = list(status.conditions)
     ctx = _Ctx(spec=spec or QuantizedModelSpec.model_validate({"model": {"source": "hf://x/y"}}),
                generation=generation, now=now, observed=observed, max_retries=max_retries,
-               conds=list(st.conditions), artifacts=dict(observed.artifacts), evaluations=dict(observed.evaluations))
-    if job_name is not None:
-        ctx.job_name = job_name
+               conds=list(st.conditions), job_name=job_name or default_job_name, artifacts=dict(observed.artifacts),
+               evaluations=dict(observed.evaluations))
     C = ConditionType
     st.observed_generation = generation
 
