@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 
 from .resources import Registry, ResourceType
+from .store import PATCH_TYPES_CUSTOM
 
 V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
@@ -46,6 +47,15 @@ def _ok(ref: str | None) -> dict[str, Any]:
     return {"200": {"description": "OK", "content": {"application/json": content}}}
 
 
+def _op(kind: str, gvk: dict[str, str], verb: str, action: str, response: str | None,
+        *params: str) -> dict[str, Any]:
+    out = {"operationId": f"{verb}{kind}", "responses": _ok(response), "x-kubernetes-action": action,
+           "x-kubernetes-group-version-kind": gvk}
+    if params:
+        out["parameters"] = _params(*params)
+    return out
+
+
 def v3_group_version(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
     types = registry.in_group_version(group, version)
     if not types:
@@ -62,27 +72,17 @@ def v3_group_version(registry: Registry, group: str, version: str) -> dict[str, 
         base = f"/{gv_path(group, version)}/"
         item = base + (f"namespaces/{{namespace}}/{rt.plural}/{{name}}" if rt.namespaced else f"{rt.plural}/{{name}}")
         collection = base + (f"namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else rt.plural)
-        patch_types = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
         paths[item] = {
-            "get": {"operationId": f"read{rt.kind}", "responses": _ok(ref), "x-kubernetes-action": "get",
-                    "x-kubernetes-group-version-kind": gvk},
-            "put": {"operationId": f"replace{rt.kind}", "responses": _ok(ref), "x-kubernetes-action": "put",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": _params("dryRun", "fieldManager", "fieldValidation")},
-            "patch": {"operationId": f"patch{rt.kind}", "responses": _ok(ref), "x-kubernetes-action": "patch",
-                      "x-kubernetes-group-version-kind": gvk,
-                      "parameters": _params("dryRun", "fieldManager", "fieldValidation", "force"),
-                      "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in patch_types},
+            "get": _op(rt.kind, gvk, "read", "get", ref),
+            "put": _op(rt.kind, gvk, "replace", "put", ref, "dryRun", "fieldManager", "fieldValidation"),
+            "patch": {**_op(rt.kind, gvk, "patch", "patch", ref, "dryRun", "fieldManager", "fieldValidation", "force"),
+                      "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in PATCH_TYPES_CUSTOM},
                                       "required": True}},
-            "delete": {"operationId": f"delete{rt.kind}", "responses": _ok(None), "x-kubernetes-action": "delete",
-                       "x-kubernetes-group-version-kind": gvk},
+            "delete": _op(rt.kind, gvk, "delete", "delete", None),
         }
         paths[collection] = {
-            "get": {"operationId": f"list{rt.kind}", "responses": _ok(None), "x-kubernetes-action": "list",
-                    "x-kubernetes-group-version-kind": gvk},
-            "post": {"operationId": f"create{rt.kind}", "responses": _ok(ref), "x-kubernetes-action": "post",
-                     "x-kubernetes-group-version-kind": gvk,
-                     "parameters": _params("dryRun", "fieldManager", "fieldValidation")},
+            "get": _op(rt.kind, gvk, "list", "list", None),
+            "post": _op(rt.kind, gvk, "create", "post", ref, "dryRun", "fieldManager", "fieldValidation"),
         }
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths,
             "components": {"schemas": schemas}}
