@@ -293,6 +293,10 @@ class LocalProcessDeploymentRunner(DeploymentRunner):
             return False
 
 
+# env valueFrom references to one key of a Secret / ConfigMap: the resource and the kind they name
+_KEY_REFS = {"secretKeyRef": ("secrets", "Secret"), "configMapKeyRef": ("configmaps", "ConfigMap")}
+
+
 # ---------------------------------------------------------------------------------------------- the kubelet
 
 
@@ -549,26 +553,19 @@ class Kubelet:
             dest.write_bytes(value)
 
     def _env_from_ref(self, ctx: PodContext, ref: dict[str, Any]) -> str | None:
-        if "secretKeyRef" in ref:
-            r = ref["secretKeyRef"]
-            obj = self.store.find(self.rt("", "secrets"), ctx.namespace, r.get("name", ""))
+        for ref_kind, (plural, kind) in _KEY_REFS.items():
+            if ref_kind not in ref:
+                continue
+            r = ref[ref_kind]
+            obj = self.store.find(self.rt("", plural), ctx.namespace, r.get("name", ""))
             if obj is None or r.get("key") not in (obj.get("data") or {}):
                 if r.get("optional"):
                     return None
-                what = f'secret "{r.get("name")}" not found' if obj is None else \
-                    f'couldn\'t find key {r.get("key")} in Secret {ctx.namespace}/{r.get("name")}'
+                what = f'{kind.lower()} "{r.get("name")}" not found' if obj is None else \
+                    f'couldn\'t find key {r.get("key")} in {kind} {ctx.namespace}/{r.get("name")}'
                 raise ConfigError("CreateContainerConfigError", what)
-            return base64.b64decode(obj["data"][r["key"]]).decode("utf-8", "replace")
-        if "configMapKeyRef" in ref:
-            r = ref["configMapKeyRef"]
-            obj = self.store.find(self.rt("", "configmaps"), ctx.namespace, r.get("name", ""))
-            if obj is None or r.get("key") not in (obj.get("data") or {}):
-                if r.get("optional"):
-                    return None
-                what = f'configmap "{r.get("name")}" not found' if obj is None else \
-                    f'couldn\'t find key {r.get("key")} in ConfigMap {ctx.namespace}/{r.get("name")}'
-                raise ConfigError("CreateContainerConfigError", what)
-            return str(obj["data"][r["key"]])
+            value = obj["data"][r["key"]]
+            return base64.b64decode(value).decode("utf-8", "replace") if kind == "Secret" else str(value)
         if "fieldRef" in ref:
             path = ref["fieldRef"].get("fieldPath", "")
             md = ctx.pod["metadata"]
