@@ -44,9 +44,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..api.conditions import ConditionType, Reason, set_condition
 from ..api.jobcontract import SCHEMES, EvaluateResult, ExitCode, QuantizeResult, artifact_dir, artifact_key
@@ -54,6 +54,8 @@ from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Artifact, Attempt, Condition, EvaluationStatus, Plan, QuantizedModelStatus
 
 MAX_ATTEMPTS = 32
+
+_R = TypeVar("_R", bound=BaseModel)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Observations (what reconcile read from the cluster, already reduced to what decisions need)
@@ -397,6 +399,17 @@ class _Ctx:
                                    observed_generation=self.generation, now=self.now)
 
 
+def _pod_result(pod: PodObs | None, model: type[_R]) -> _R | None:
+    """The job's result line in ``pod``'s termination message as ``model``; None when absent or invalid."""
+    parsed = parse_result(pod.message if pod else None)
+    if parsed is None:
+        return None
+    try:
+        return model.model_validate(parsed)
+    except ValidationError:
+        return None
+
+
 def _harvest(ctx: _Ctx) -> None:
     """Results of finished Jobs not yet recorded become records (whatever attempt — or, for a quantize Job of
     another QuantizedModel with the same key, whatever owner — they belonged to)."""
@@ -408,14 +421,8 @@ def _harvest(ctx: _Ctx) -> None:
                 ctx.produced_here.add(job.key)
             if not job.succeeded or job.key in ctx.artifacts:
                 continue
-            parsed = parse_result(pod.message if pod else None)
-            if parsed is None:
-                continue
-            try:
-                result = QuantizeResult.model_validate(parsed)
-            except ValidationError:
-                continue
-            if not result.ok:
+            result = _pod_result(pod, QuantizeResult)
+            if result is None or not result.ok:
                 continue
             data = result.model_dump(mode="json", by_alias=True, exclude_none=True)
             ctx.artifacts[job.key] = data
@@ -426,12 +433,8 @@ def _harvest(ctx: _Ctx) -> None:
             gate_failed = pod is not None and pod.exit_code == int(ExitCode.GATE_FAILED)
             if not (job.succeeded or (job.failed_reason and gate_failed)):
                 continue
-            parsed = parse_result(pod.message if pod else None)
-            if parsed is None:
-                continue
-            try:
-                ev = EvaluateResult.model_validate(parsed)
-            except ValidationError:
+            ev = _pod_result(pod, EvaluateResult)
+            if ev is None:
                 continue
             if gate_failed:
                 ev.passed = False
