@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import itertools
 import logging
 import random
 import string
@@ -123,7 +124,7 @@ class Store:
         self.listeners: list[Listener] = []
         self.uids: dict[str, tuple[Key, str, str]] = {}
         self.dependents: dict[str, set[tuple[Key, str, str]]] = {}
-        self.applied: dict[tuple[Key, str, str, str], dict[str, Any]] = {}
+        self.applied: dict[tuple[Key, str, str], dict[str, dict[str, Any]]] = {}  # object -> manager -> config
         self.validator: Any = None  # schema.Validator, set by the server
         self._gc_scheduled = False
         self._gc_queue: list[str] = []
@@ -170,8 +171,7 @@ class Store:
                 deps.discard(ref)
                 if not deps:
                     self.dependents.pop(o.get("uid"), None)
-        for k in [k for k in self.applied if k[0] == rt.key and k[1] == ref[1] and k[2] == ref[2]]:
-            self.applied.pop(k, None)
+        self.applied.pop(ref, None)
 
     def view(self, rt: ResourceType, obj: dict[str, Any], version: str | None) -> dict[str, Any]:
         """The object as served at ``version`` (no conversion: the apiVersion is rewritten)."""
@@ -229,9 +229,10 @@ class Store:
                 raise errors.bad_request(f"invalid resource version: {resource_version}") from None
             if since < self.compacted_rv:
                 raise errors.gone(f"too old resource version: {since} ({self.compacted_rv + 1})")
-            if not initial:
-                for ev in self.window:
-                    if ev.rv > since and ev.key == rt.key:
+            if not initial:  # replay what came after ``since``: the window's tail, not all of it
+                newer = list(itertools.takewhile(lambda ev: ev.rv > since, reversed(self.window)))
+                for ev in reversed(newer):
+                    if ev.key == rt.key:
                         w.offer(ev)
         self.watchers.setdefault(rt.key, set()).add(w)
         return w
@@ -365,8 +366,7 @@ class Store:
         amd = applied.get("metadata") or {}
         if amd.get("name") and amd["name"] != name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
-        ns = self._ns(rt, namespace)
-        akey = (rt.key, ns, name, field_manager)
+        applied_by = (rt.key, self._ns(rt, namespace), name)
         old = self.find(rt, namespace, name)
         if old is None:
             body = copy.deepcopy(applied)
@@ -374,12 +374,12 @@ class Store:
             obj = self.create(rt, namespace, body, version=version, field_manager=field_manager, strict=strict,
                               dry_run=dry_run, operation="Apply")
             if not dry_run:
-                self.applied[akey] = copy.deepcopy(applied)
+                self.applied.setdefault(applied_by, {})[field_manager] = copy.deepcopy(applied)
             return obj
         if amd.get("resourceVersion") and amd["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.qualified, rt.plural, rt.group, name)
         current = self.view(rt, old, version)
-        prev = self.applied.get(akey)
+        prev = self.applied.get(applied_by, {}).get(field_manager)
         cleaned = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind")}
         new = apply_merge(current, cleaned, {k: v for k, v in (prev or {}).items()
                                              if k not in ("apiVersion", "kind")})
@@ -387,7 +387,7 @@ class Store:
         obj = self._write(rt, old, new, subresource=subresource, version=version, strict=strict, dry_run=dry_run,
                           field_manager=field_manager, operation="Apply", applied=cleaned)
         if not dry_run:
-            self.applied[akey] = copy.deepcopy(applied)
+            self.applied.setdefault(applied_by, {})[field_manager] = copy.deepcopy(applied)
         return obj
 
     def _managed_entry(self, manager: str, operation: str, api_version: str, fields_src: dict[str, Any],
