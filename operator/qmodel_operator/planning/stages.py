@@ -737,6 +737,15 @@ def decide(
     chosen: tuple[Rung, str | None] | None = None
     terminal: tuple[str, str] | None = None
     gate_failures: list[str] = []
+
+    def gate_failed(i: int, rung: Rung, a: Attempt) -> str | None:
+        """Note rung ``i``'s gate failure; the falling-back message when a next rung takes over, else None."""
+        gate_failures.append(f"{rung.method}: {a.reason}")
+        if i + 1 < len(rungs):
+            ctx.falling_back = (f"{rung.method} failed the gate ({a.reason}); trying {rungs[i + 1].method} "
+                                f"(rung {i + 2}/{len(rungs)})")
+            return ctx.falling_back
+        return None
     for i, rung in enumerate(rungs):
         reason_unsupported = unsupported_reason(rung.plan)
         if reason_unsupported and rung.plan.fits:
@@ -756,13 +765,10 @@ def decide(
             continue
         a = attempt_for(rung)
         if a.outcome == "GateFailed":
-            gate_failures.append(f"{rung.method}: {a.reason}")
             data = ctx.evaluations.get(rung.evaluation_key)
             if data is not None:
                 st.evaluation = _evaluation_status(data, rung.method)
-            if i + 1 < len(rungs):
-                ctx.falling_back = (f"{rung.method} failed the gate ({a.reason}); trying {rungs[i + 1].method} "
-                                    f"(rung {i + 2}/{len(rungs)})")
+            gate_failed(i, rung, a)
             continue
         st.plan = rung.plan
         ctx.set(C.PLANNED, "True", Reason.PLANNED, plan_summary(rung.plan)
@@ -776,11 +782,9 @@ def decide(
             chosen = (rung, uri)
             break
         if state == "gate_failed":
-            gate_failures.append(f"{rung.method}: {a.reason}")
-            if i + 1 < len(rungs):
-                ctx.falling_back = (f"{rung.method} failed the gate ({a.reason}); trying {rungs[i + 1].method} "
-                                    f"(rung {i + 2}/{len(rungs)})")
-                ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, ctx.falling_back)
+            falling_back = gate_failed(i, rung, a)
+            if falling_back:
+                ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, falling_back)
             continue
         if state == _FAILED:
             terminal = ctx.blocked or (Reason.JOB_FAILED, a.reason)
