@@ -30,7 +30,7 @@ class ApiError(Exception):
         return body
 
 
-def _details(qualified: str, kind_or_plural: str, name: str, group: str) -> dict[str, Any]:
+def _details(kind_or_plural: str, name: str, group: str) -> dict[str, Any]:
     d: dict[str, Any] = {"name": name, "kind": kind_or_plural}
     if group:
         d["group"] = group
@@ -38,12 +38,12 @@ def _details(qualified: str, kind_or_plural: str, name: str, group: str) -> dict
 
 
 def not_found(qualified: str, plural: str, group: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', _details(qualified, plural, name, group))
+    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', _details(plural, name, group))
 
 
 def already_exists(qualified: str, plural: str, group: str, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{qualified} "{name}" already exists',
-                    _details(qualified, plural, name, group))
+                    _details(plural, name, group))
 
 
 def conflict(qualified: str, plural: str, group: str, name: str) -> ApiError:
@@ -51,7 +51,7 @@ def conflict(qualified: str, plural: str, group: str, name: str) -> ApiError:
         409, "Conflict",
         f'Operation cannot be fulfilled on {qualified} "{name}": the object has been modified; '
         "please apply your changes to the latest version and try again",
-        _details(qualified, plural, name, group),
+        _details(plural, name, group),
     )
 
 

@@ -120,15 +120,15 @@ class Registry:
     def __init__(self) -> None:
         self.types: dict[tuple[str, str], ResourceType] = {}
         self.builtin_groups: list[str] = []
+        self.generation = 0  # bumped on every change (OpenAPI/discovery hashes)
         for rt in builtin_types():
             self.add(rt)
             if rt.group not in self.builtin_groups:
                 self.builtin_groups.append(rt.group)
-        self.generation = 0  # bumped on every change (OpenAPI/discovery hashes)
 
     def add(self, rt: ResourceType) -> None:
         self.types[rt.key] = rt
-        self.generation = getattr(self, "generation", 0) + 1
+        self.generation += 1
 
     def remove(self, key: tuple[str, str]) -> None:
         self.types.pop(key, None)
