@@ -25,6 +25,7 @@ from . import errors
 from .patching import apply_merge, fields_v1, json_patch, merge_patch, strategic_merge_patch
 from .resources import Registry, ResourceType, crd_to_type
 from .selectors import Predicate
+from .validation import name_problems
 
 log = logging.getLogger("qmodel_cluster.store")
 
@@ -549,14 +550,12 @@ class Store:
 
     def _finalize_namespace(self, name: str) -> None:
         ns_rt = self.registry.types[("", "namespaces")]
-        remaining = 0
         for rt in list(self.registry.types.values()):
             if not rt.namespaced:
                 continue
             for (ns, oname), obj in list(self._bucket(rt).items()):
                 if ns != name:
                     continue
-                remaining += 1
                 if not obj["metadata"].get("deletionTimestamp"):
                     with contextlib.suppress(errors.ApiError):
                         self.delete(rt, ns, oname)
@@ -571,7 +570,7 @@ class Store:
             self._bucket(ns_rt).pop(("", name), None)
             self._unindex(ns_rt, ns_obj)
             self._emit(ns_rt, "DELETED", obj, ns_obj)
-        elif remaining:
+        else:  # content waiting for its finalizers
             self._schedule(lambda: self._finalize_namespace(name), delay=0.2)
 
     # ------------------------------------------------------------------ garbage collection & hooks
@@ -804,7 +803,6 @@ class Store:
                 causes.append({"reason": "FieldValueInvalid", "field": f"metadata.{field}",
                                "message": "Invalid value: must be a map of strings"})
         if rt.crd_name is None and rt.key != ("", "events") and rt.key != ("events.k8s.io", "events"):
-            from .validation import name_problems
             for problem in name_problems(name):
                 causes.append({"reason": "FieldValueInvalid", "field": "metadata.name",
                                "message": f'Invalid value: "{name}": {problem}'})
