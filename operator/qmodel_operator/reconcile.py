@@ -51,9 +51,12 @@ from .planning.stages import (
     RecordEvaluation,
     Rung,
     ServingTarget,
+    attempt_identity,
     build_rungs,
     condition_events,
     decide,
+    parse_time,
+    transitions,
 )
 from .resources import (
     Owner,
@@ -341,28 +344,24 @@ class Reconciler:
         self._readiness[(owner.namespace, owner.name)] = any(
             c.type == ConditionType.READY and c.status == "True" for c in new.conditions)
         self._count_ready()
-        before = {c.type: c for c in old.conditions}
         method = str(new.plan.method) if new.plan else ""
-        for c in new.conditions:
-            prev = before.get(c.type)
-            if prev is not None and prev.status == c.status and prev.reason == c.reason:
-                continue
+        for prev, c in transitions(old.conditions, new.conditions):
             metrics.TRANSITIONS.labels(condition=c.type, status=c.status, reason=c.reason).inc()
             if c.reason == Reason.ARTIFACT_REUSED:
                 metrics.ARTIFACTS_REUSED.inc()
-            started = _parse_time(prev.last_transition_time) if prev is not None and prev.status != "True" else None
+            started = parse_time(prev.last_transition_time) if prev is not None and prev.status != "True" else None
             stage = {"Quantized": "quantize", "Evaluated": "evaluate", "Serving": "rollout"}.get(c.type)
             if stage and started and (c.status == "True" or c.reason in (Reason.GATE_FAILED, Reason.FALLING_BACK)):
                 metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(
                     max(0.0, (now - started).total_seconds()))
             if c.type == ConditionType.READY and c.status == "True" and (prev is None or prev.status != "True"):
-                created = _parse_time(str((qm.get("metadata") or {}).get("creationTimestamp") or ""))
+                created = parse_time((qm.get("metadata") or {}).get("creationTimestamp"))
                 if created:
                     metrics.STAGE_DURATION.labels(stage="lifecycle", method=method).observe(
                         max(0.0, (now - created).total_seconds()))
-        old_outcomes = {(str(a.method), a.artifact_key, a.evaluation_key): a.outcome for a in old.attempts}
+        old_outcomes = {attempt_identity(a): a.outcome for a in old.attempts}
         for a in new.attempts:
-            was = old_outcomes.get((str(a.method), a.artifact_key, a.evaluation_key))
+            was = old_outcomes.get(attempt_identity(a))
             if was == a.outcome or a.evaluation_key is None:
                 continue
             if a.outcome == "Passed":
@@ -407,11 +406,3 @@ def _api_message(body: str) -> str:
         return body[:1000]
     return str(parsed.get("message") or body)[:1000] if isinstance(parsed, dict) else body[:1000]
 
-
-def _parse_time(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None

@@ -43,7 +43,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -248,7 +248,7 @@ def build_rungs(spec: QuantizedModelSpec, base: Plan, fallback: Sequence[Method]
     return out
 
 
-def _identity(a: Attempt) -> tuple[str, str | None, str | None]:
+def attempt_identity(a: Attempt) -> tuple[str, str | None, str | None]:
     return (str(a.method), a.artifact_key, a.evaluation_key)
 
 
@@ -361,17 +361,21 @@ def _rollout_complete(dep: DeploymentObs, replicas: int) -> bool:
             and (replicas == 0 or dep.replicas == replicas))
 
 
-def condition_events(old: Sequence[Condition], new: Sequence[Condition]) -> list[Event]:
-    """One Event per condition whose status or reason changed (the transitions)."""
+def transitions(old: Sequence[Condition], new: Sequence[Condition]) -> list[tuple[Condition | None, Condition]]:
+    """(previous, new) for each condition of ``new`` that is new or whose status or reason changed."""
     before = {c.type: c for c in old}
-    out: list[Event] = []
+    out: list[tuple[Condition | None, Condition]] = []
     for c in new:
         prev = before.get(c.type)
-        if prev is not None and prev.status == c.status and prev.reason == c.reason:
-            continue
-        kind = "Warning" if c.reason in WARNING_REASONS else "Normal"
-        out.append(Event(kind, c.reason, f"{c.type}={c.status}: {c.message}"[:1024]))
+        if prev is None or prev.status != c.status or prev.reason != c.reason:
+            out.append((prev, c))
     return out
+
+
+def condition_events(old: Sequence[Condition], new: Sequence[Condition]) -> list[Event]:
+    """One Event per transition."""
+    return [Event("Warning" if c.reason in WARNING_REASONS else "Normal", c.reason,
+                  f"{c.type}={c.status}: {c.message}"[:1024]) for _, c in transitions(old, new)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -538,15 +542,22 @@ def _drive_job(ctx: _Ctx, attempt: Attempt, component: str, key: str, cond: str,
 RESULT_GRACE_SECONDS = 60.0
 
 
+def parse_time(stamp: str | None) -> datetime | None:
+    """An RFC 3339 stamp as Kubernetes writes it (second precision, ``Z`` or ``+00:00``), in UTC; None if not one."""
+    if not stamp:
+        return None
+    try:
+        return datetime.strptime(stamp.replace("+00:00", "Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def _seconds_since(stamp: str | None, now: datetime) -> float:
     """Seconds from an RFC 3339 stamp to ``now``; infinitely long ago when unknown (then nothing waits)."""
-    if not stamp:
+    then = parse_time(stamp)
+    if then is None:
         return float("inf")
-    try:
-        then = datetime.strptime(stamp.replace("+00:00", "Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now.tzinfo)
-    except ValueError:
-        return float("inf")
-    return (now - then).total_seconds()
+    return (now - then.replace(tzinfo=now.tzinfo)).total_seconds()
 
 
 def _artifact_from(spec: QuantizedModelSpec, rung: Rung, data: dict[str, Any]) -> Artifact:
@@ -718,7 +729,7 @@ def decide(
             continue
         stale_failure = a.outcome == "Failed" and (a.generation or 0) < generation \
             and not a.reason.startswith(Reason.INFEASIBLE)
-        if _identity(a) not in identities or stale_failure:
+        if attempt_identity(a) not in identities or stale_failure:
             was = a.outcome
             a.outcome = "Superseded"
             a.reason = (f"{was} at generation {a.generation}; superseded by generation {generation}: "
@@ -727,7 +738,7 @@ def decide(
     def attempt_for(r: Rung) -> Attempt:
         ident = _rung_identity(r)
         for a in reversed(attempts):
-            if a.outcome != "Superseded" and _identity(a) == ident:
+            if a.outcome != "Superseded" and attempt_identity(a) == ident:
                 return a
         a = Attempt(method=r.method, outcome="Running", reason="", artifact_key=r.artifact_key,
                     evaluation_key=None if r.method is Method.NONE else r.evaluation_key, generation=generation)
