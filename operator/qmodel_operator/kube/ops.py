@@ -37,17 +37,26 @@ def collection_path(obj: dict[str, Any]) -> str:
     return _PATHS[key].format(ns=obj["metadata"]["namespace"])
 
 
+def object_path(obj: dict[str, Any]) -> str:
+    return f"{collection_path(obj)}/{obj['metadata']['name']}"
+
+
 def qm_path(namespace: str, name: str) -> str:
     return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
-async def get_quantized_model(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+async def _get(kube: Kube, path: str, resource: str = "") -> dict[str, Any] | None:
+    """GET ``path``; None when it does not exist (404)."""
     try:
-        return dict(await kube.request("GET", qm_path(namespace, name), resource=PLURAL))
+        return dict(await kube.request("GET", path, resource=resource))
     except ApiError as exc:
         if exc.status == 404:
             return None
         raise
+
+
+async def get_quantized_model(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return await _get(kube, qm_path(namespace, name), resource=PLURAL)
 
 
 async def list_quantized_models(kube: Kube, namespace: str | None = None) -> list[tuple[str, str]]:
@@ -58,21 +67,11 @@ async def list_quantized_models(kube: Kube, namespace: str | None = None) -> lis
 
 
 async def get_configmap(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(await kube.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}"))
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return await _get(kube, f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
 
 async def get_object(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        return dict(await kube.request("GET", f"{collection_path(obj)}/{obj['metadata']['name']}"))
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return await _get(kube, object_path(obj))
 
 
 async def create_if_absent(kube: Kube, obj: dict[str, Any]) -> bool:
@@ -88,8 +87,7 @@ async def create_if_absent(kube: Kube, obj: dict[str, Any]) -> bool:
 
 async def apply(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply with the operator's field manager."""
-    path = f"{collection_path(obj)}/{obj['metadata']['name']}"
-    return dict(await kube.request("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+    return dict(await kube.request("PATCH", object_path(obj), body=obj, content_type="application/apply-patch+yaml",
                                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
 
 
