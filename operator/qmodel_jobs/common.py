@@ -40,6 +40,7 @@ LIBRARIES = ("torch", "transformers", "llmcompressor", "compressed-tensors", "ac
              "lm-eval", "auto-round", "gguf", "safetensors", "tokenizers", "qmodel-operator")
 
 A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R", QuantizeResult, EvaluateResult)
 
 
 class JobError(Exception):
@@ -428,15 +429,28 @@ def tree_digest(root: Path, exclude: set[str] = frozenset({REPORT_FILE, EVAL_REP
     return "sha256:" + h.hexdigest(), total, entries
 
 
-def run_job(main: Callable[[], tuple[QuantizeResult | EvaluateResult, ExitCode]],
-            on_error: Callable[[ExitCode, str], QuantizeResult | EvaluateResult]) -> int:
-    """Run a job body; always write a termination message; map exceptions to exit codes."""
+def output_path(uri: str) -> Path:
+    """The local directory an ``outputDir`` names (a path, file:// or pvc://)."""
+    path = resolve_path(uri)
+    if path is None:
+        raise bad_input(f"outputDir {uri} must be a local path, file:// or pvc://")
+    return path
+
+
+def run_job(model: type[A], argv: list[str] | None, prog: str, body: Callable[[A], tuple[R, ExitCode]],
+            on_error: Callable[[A | None, ExitCode, str], R]) -> int:
+    """Parse the arguments and run a job body; always write a termination message; map exceptions to exit codes.
+
+    ``on_error`` builds the failed result from the arguments (None when they did not parse), the code and a message.
+    """
+    args: A | None = None
     try:
-        result, code = main()
+        args = parse_args(model, argv, prog)
+        result, code = body(args)
     except SystemExit as exc:  # argparse --help / usage errors
         if exc.code in (0, None):
             return 0
-        result, code = on_error(ExitCode.BAD_INPUT, "invalid command line (see usage)"), ExitCode.BAD_INPUT
+        code, message = ExitCode.BAD_INPUT, "invalid command line (see usage)"
     except BaseException as exc:  # noqa: BLE001 - every failure must leave a termination message
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -445,9 +459,12 @@ def run_job(main: Callable[[], tuple[QuantizeResult | EvaluateResult, ExitCode]]
         if code is ExitCode.ERROR:
             import traceback
 
-            log(redact(traceback.format_exc()))
+            log(traceback.format_exc())
         else:
             log(message)
-        result = on_error(code, message)
-    write_termination(result)
+    else:
+        write_termination(result)
+        return int(code)
+    progress("failed", message=f"{code.name}: {message}")
+    write_termination(on_error(args, code, message))
     return int(code)

@@ -45,7 +45,7 @@ from .common import (
     library_versions,
     load_records,
     log,
-    parse_args,
+    output_path,
     peak_gpu_bytes,
     peak_rss_bytes,
     progress,
@@ -54,6 +54,7 @@ from .common import (
     resolve_source,
     run_job,
     set_seed,
+    write_json,
 )
 
 PROG = "python -m qmodel_jobs.evaluate"
@@ -362,9 +363,7 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     cases = load_prompt_cases(args.prompts_file) if args.prompts_file else []
     if ev.prompts is not None and not cases:
         raise bad_input("evaluation.prompts is set but no promptsFile was mounted")
-    out_dir = resolve_path(args.output_dir)
-    if out_dir is None:
-        raise bad_input(f"outputDir {args.output_dir} must be a local path, file:// or pvc://")
+    out_dir = output_path(args.output_dir)
     set_seed(args.seed)
 
     from transformers import AutoTokenizer
@@ -427,8 +426,6 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
         "libraries": library_versions(), "peakRssBytes": peak_rss_bytes(), "peakGpuBytes": peak_gpu_bytes(),
         "warnings": warnings, "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
-    from .common import write_json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     same = os.path.realpath(out_dir) == os.path.realpath(cand.path)
     write_json(out_dir / (EVAL_REPORT_FILE if same else REPORT_FILE), report)
@@ -488,20 +485,13 @@ def gate(args: EvaluateArgs, measured: dict[str, dict[str, Any]]) -> EvaluateRes
         reasons=reasons, message=("gate passed: " if passed else "gate failed: ") + summary)
 
 
+def failed_result(args: EvaluateArgs | None, code: ExitCode, message: str) -> EvaluateResult:
+    return EvaluateResult(passed=False, method=args.method if args else Method.NONE, message=message,
+                          reasons=[f"{code.name}: {message[:300]}"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    holder: dict[str, EvaluateArgs] = {}
-
-    def body() -> tuple[EvaluateResult, ExitCode]:
-        holder["args"] = parse_args(EvaluateArgs, argv, PROG)
-        return evaluate(holder["args"])
-
-    def on_error(code: ExitCode, message: str) -> EvaluateResult:
-        args = holder.get("args")
-        progress("failed", message=f"{code.name}: {message}")
-        return EvaluateResult(passed=False, method=args.method if args else Method.NONE, message=message,
-                              reasons=[f"{code.name}: {message[:300]}"])
-
-    return run_job(body, on_error)
+    return run_job(EvaluateArgs, argv, PROG, evaluate, failed_result)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,16 @@ from .common import (
     JobError,
     bad_input,
     download_source,
+    is_local,
+    language_warning,
     library_versions,
     load_records,
     log,
-    parse_args,
+    output_path,
     peak_gpu_bytes,
     peak_rss_bytes,
     progress,
     record_text,
-    resolve_path,
     resolve_source,
     run_job,
     same_data,
@@ -113,8 +114,6 @@ def recipe_yaml(recipe: list[Any]) -> str:
 
 def calibration_samples(args: QuantizeArgs, tokenizer: Any) -> tuple[list[list[int]], dict[str, Any], list[str]]:
     """Token-id samples for calibration, plus what the report says about them and any warnings."""
-    from .common import is_local, language_warning
-
     cal = args.calibration
     warnings: list[str] = []
     records = load_records(cal.dataset, cal.config, cal.split, cal.text_field)
@@ -297,10 +296,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
         cal = args.calibration
         raise bad_input(f"calibration data {cal.dataset} ({cal.config or '-'}, split {cal.split}) is the "
                         f"evaluation data: calibrating on it would hide the quality loss the gate measures")
-    out_path = resolve_path(args.output_dir)
-    if out_path is None:
-        raise bad_input(f"outputDir {args.output_dir} must be a local path, file:// or pvc://")
-    out = out_path
+    out = output_path(args.output_dir)
     if (reused := _existing(out, args)) is not None:
         progress("done", message=reused.message)
         return reused, ExitCode.OK
@@ -428,22 +424,15 @@ def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: Qua
     return result
 
 
+def failed_result(args: QuantizeArgs | None, code: ExitCode, message: str) -> QuantizeResult:
+    if args is None:
+        return QuantizeResult(ok=False, method=Method.NONE, message=message)
+    return QuantizeResult(ok=False, method=args.method, scheme=args.scheme, artifact_key=args.artifact_key,
+                          peak_rss_bytes=peak_rss_bytes(), peak_gpu_bytes=peak_gpu_bytes(), message=message)
+
+
 def main(argv: list[str] | None = None) -> int:
-    holder: dict[str, QuantizeArgs] = {}
-
-    def body() -> tuple[QuantizeResult, ExitCode]:
-        holder["args"] = parse_args(QuantizeArgs, argv, PROG)
-        return quantize(holder["args"])
-
-    def on_error(code: ExitCode, message: str) -> QuantizeResult:
-        args = holder.get("args")
-        progress("failed", message=f"{code.name}: {message}")
-        if args is None:
-            return QuantizeResult(ok=False, method=Method.NONE, message=message)
-        return QuantizeResult(ok=False, method=args.method, scheme=args.scheme, artifact_key=args.artifact_key,
-                              peak_rss_bytes=peak_rss_bytes(), peak_gpu_bytes=peak_gpu_bytes(), message=message)
-
-    return run_job(body, on_error)
+    return run_job(QuantizeArgs, argv, PROG, quantize, failed_result)
 
 
 if __name__ == "__main__":
