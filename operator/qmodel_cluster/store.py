@@ -387,7 +387,8 @@ class Store:
         new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
         obj = self._write(rt, old, new, subresource=subresource, version=version, strict=strict, dry_run=dry_run,
                           field_manager=field_manager, operation="Apply", applied=cleaned)
-        if not dry_run:
+        # an apply that removed the last finalizer of a deleting object deleted it: keep no configuration for it
+        if not dry_run and self.find(rt, namespace, name) is not None:
             self.applied.setdefault(applied_by, {})[field_manager] = copy.deepcopy(applied)
         return obj
 
@@ -507,6 +508,8 @@ class Store:
             obj = dict(old)
             obj["metadata"] = {**md, "deletionTimestamp": now_rfc3339(), "deletionGracePeriodSeconds": 0,
                                "resourceVersion": str(self._next_rv())}
+            if md.get("generation"):  # the apiserver's markAsDeleting bumps generation with deletionTimestamp
+                obj["metadata"]["generation"] = int(md["generation"]) + 1
             self._bucket(rt)[(md.get("namespace", ""), name)] = obj
             self._emit(rt, "MODIFIED", obj, old)
             return obj

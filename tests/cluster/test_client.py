@@ -82,6 +82,7 @@ def test_finalizers_and_deletion_timestamp(api_client: client.ApiClient, widgets
     co.create_namespaced_custom_object(G, V, namespace, P, w)
     deleted = co.delete_namespaced_custom_object(G, V, namespace, P, "fin")
     assert deleted["metadata"]["deletionTimestamp"]
+    assert deleted["metadata"]["generation"] == 2  # markAsDeleting bumps generation, as kube-apiserver does
     still = co.get_namespaced_custom_object(G, V, namespace, P, "fin")
     assert still["metadata"]["deletionTimestamp"] and still["metadata"]["finalizers"] == ["example.test/cleanup"]
     co.patch_namespaced_custom_object(G, V, namespace, P, "fin", {"metadata": {"finalizers": None}})
@@ -250,3 +251,30 @@ def test_server_side_apply_official_client(api_client: client.ApiClient, widgets
     assert any(m["manager"] == "tester" and m["operation"] == "Apply" for m in out["metadata"]["managedFields"])
     dyn_out = co.get_namespaced_custom_object(G, V, namespace, P, "ssa")
     assert dyn_out["metadata"]["generation"] == 2
+
+
+def test_apply_that_finishes_a_deletion_leaves_no_stale_configuration(
+        api_client: client.ApiClient, widgets_crd: str, namespace: str) -> None:
+    """An apply that drops the last finalizer deletes the object; a later object of that name starts afresh."""
+    co = client.CustomObjectsApi(api_client)
+    ssa = "application/apply-patch+yaml"
+    body = widget("gone", replicas=1)
+    body["metadata"]["finalizers"] = ["example.test/cleanup"]
+    body["metadata"]["labels"] = {"from-apply": "yes"}
+    co.patch_namespaced_custom_object(G, V, namespace, P, "gone", body, field_manager="mgr", _content_type=ssa)
+    co.delete_namespaced_custom_object(G, V, namespace, P, "gone")
+    body["metadata"].pop("finalizers")
+    co.patch_namespaced_custom_object(G, V, namespace, P, "gone", body, field_manager="mgr", _content_type=ssa)
+    with pytest.raises(ApiException) as exc:
+        co.get_namespaced_custom_object(G, V, namespace, P, "gone")
+    assert exc.value.status == 404
+    # a new object of the same name, created by POST with a label the old apply had owned ...
+    fresh = widget("gone", replicas=1)
+    fresh["metadata"]["labels"] = {"from-apply": "yes", "mine": "keep"}
+    co.create_namespaced_custom_object(G, V, namespace, P, fresh)
+    # ... then applied without that label: the old configuration must not make the apply remove it
+    again = widget("gone", replicas=3)
+    out = co.patch_namespaced_custom_object(G, V, namespace, P, "gone", again, field_manager="mgr",
+                                            _content_type=ssa)
+    assert out["spec"]["replicas"] == 3
+    assert out["metadata"]["labels"] == {"from-apply": "yes", "mine": "keep"}
