@@ -1,7 +1,8 @@
 """Kopf registrations. Every handler only triggers ``reconcile.Reconciler`` for the owning QuantizedModel.
 
-* QuantizedModel create/update/resume → reconcile; delete (``optional=True``: no finalizer is ever added, the
-  garbage collector removes the children through their ownerReferences) → drop the object's metric series.
+* QuantizedModel create/update/resume → reconcile; its DELETED watch event → drop the object's metric series. No
+  finalizer is ever added (the garbage collector removes the children through their ownerReferences), and without
+  one Kopf calls no ``on.delete`` handler, so the watch event is what tells the operator an object is gone.
 * Events of our Jobs, their Pods and our Deployments → reconcile of the owner (named by the
   ``qmodel.io/owner-name`` annotation the builders put on them), so progress never waits for the resync.
 * A periodic resync (``QMODEL_RESYNC_SECONDS``) reconciles every QuantizedModel. It is a plain task rather than
@@ -130,8 +131,10 @@ async def quantizedmodel_changed(**kwargs: Any) -> None:
     _trigger(kwargs["namespace"], kwargs["name"], kwargs)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, optional=True)
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def quantizedmodel_deleted(**kwargs: Any) -> None:
+    if kwargs["type"] != "DELETED":
+        return
     metrics.forget(kwargs["namespace"], kwargs["name"])
     if RUNTIME.reconciler is not None:
         RUNTIME.reconciler.forget(kwargs["namespace"], kwargs["name"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import AWQ_SPEC, Kube, Kubelet, wait_for
+from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, wait_for
 
 
 def _spec(**jobs: Any) -> dict[str, Any]:
@@ -120,11 +120,14 @@ def test_suspend_starts_no_new_work(kube: Kube, kubelet: Kubelet, ns: str) -> No
     kube.wait_job(ns, "evaluate")
 
 
-def test_deletion_removes_children_without_a_finalizer(kube: Kube, kubelet: Kubelet, ns: str) -> None:
+def test_deletion_removes_children_without_a_finalizer(kube: Kube, kubelet: Kubelet, operator: Operator,
+                                                        ns: str) -> None:
     kube.create_qm(ns, "qm", _spec())
     kubelet.quantize_ok(kube.wait_job(ns, "quantize"))
     kubelet.evaluate(kube.wait_job(ns, "evaluate"), passed=True)
     wait_for(lambda: kube.deployment(ns, "qm-vllm"), what="the Deployment")
+    series = f'name="qm",namespace="{ns}"'
+    wait_for(lambda: series in operator.metrics(), what="the per-object metric series")
     wait_for(lambda: kube.core.read_namespaced_service("qm", ns), what="the Service")
     key = kube.qm(ns, "qm")["status"]["servingArtifact"]["key"]
     assert not kube.qm(ns, "qm")["metadata"].get("finalizers")
@@ -140,6 +143,8 @@ def test_deletion_removes_children_without_a_finalizer(kube: Kube, kubelet: Kube
     wait_for(lambda: kube.job_names(ns) == [] and not kube.apps.list_namespaced_deployment(ns).items
              and not [s for s in kube.core.list_namespaced_service(ns).items if s.metadata.name == "qm"],
              what="garbage collection of the children")
+    # Deleted without a finalizer, so Kopf calls no on.delete handler: the DELETED watch event drops the series.
+    wait_for(lambda: series not in operator.metrics(), what="the per-object metric series to be dropped")
     # The artifact record outlives the resource, like the files on the PVC.
     assert kube.core.read_namespaced_config_map(f"qmodel-artifact-{key}", ns).metadata.name
 
