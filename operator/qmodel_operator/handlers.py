@@ -41,6 +41,7 @@ from .resources.common import (
     LABEL_RECORD,
     MANAGED_BY,
 )
+from .resources.records import RECORD_EVALUATION
 from .settings import Settings
 
 log = logging.getLogger("qmodel.handlers")
@@ -188,7 +189,7 @@ def qmodel_services(**kw: Any) -> dict[Any, Any]:
 def qmodel_records(**kw: Any) -> dict[Any, Any]:
     namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
     kind = labels.get(LABEL_RECORD)
-    key = labels.get(LABEL_EVALUATION_KEY if kind == "evaluation" else LABEL_ARTIFACT_KEY)
+    key = labels.get(LABEL_EVALUATION_KEY if kind == RECORD_EVALUATION else LABEL_ARTIFACT_KEY)
     result = obs.record_result(body)
     if not key or result is None:
         return {}

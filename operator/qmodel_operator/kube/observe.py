@@ -24,6 +24,7 @@ from ..planning.stages import DeploymentObs, JobObs, Observed, PodObs
 from ..resources.common import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_OWNER_NAME,
+    COMPONENT_EVALUATE,
     LABEL_ARTIFACT_KEY,
     LABEL_COMPONENT,
     LABEL_EVALUATION_KEY,
@@ -63,7 +64,7 @@ def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "name": meta.get("name", ""),
         "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, ""),
         "component": component,
-        "key": labels.get(LABEL_EVALUATION_KEY if component == "evaluate" else LABEL_ARTIFACT_KEY, ""),
+        "key": labels.get(LABEL_EVALUATION_KEY if component == COMPONENT_EVALUATE else LABEL_ARTIFACT_KEY, ""),
         "artifactKey": labels.get(LABEL_ARTIFACT_KEY, ""),
         "method": labels.get(LABEL_METHOD, ""),
         "retry": _int(labels.get(LABEL_RETRY)),
