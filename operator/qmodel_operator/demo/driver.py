@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from qmodel_cluster import free_port
+
 from ..api.crd import crd as crd_manifest
 from ..api.jobcontract import ExitCode, parse_progress
 from ..api.spec import API_GROUP, API_VERSION, PLURAL
@@ -171,14 +173,6 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cond(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
 
@@ -232,8 +226,6 @@ class Demo:
 
     def run(self) -> int:
         started = time.monotonic()
-        total = 7 if self.opts.serve else 6
-        n = 0
         ok = False
         try:
             self.say(f"qmodel demo — scenario {self.opts.scenario}{' + real serving' if self.opts.serve else ''}: "
@@ -242,21 +234,12 @@ class Demo:
             stop_previous(self.dir, self.say)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
             self.load_manifest()
-            if self.opts.serve:
-                n += 1
-                self.ensure_vllm(n, total)
-            n += 1
-            self.tiny_model(n, total)
-            n += 1
-            self.start_cluster(n, total)
-            n += 1
-            self.install(n, total)
-            n += 1
-            self.start_operator(n, total)
-            n += 1
-            self.apply(n, total)
-            n += 1
-            self.step(n, total, "reconcile", "watching the QuantizedModel, its Jobs and their pods' progress")
+            steps = [self.ensure_vllm] if self.opts.serve else []
+            steps += [self.tiny_model, self.start_cluster, self.install, self.start_operator, self.apply]
+            total = len(steps) + 1  # the last step: watching the reconcile
+            for n, run_step in enumerate(steps, 1):
+                run_step(n, total)
+            self.step(total, total, "reconcile", "watching the QuantizedModel, its Jobs and their pods' progress")
             t0 = time.monotonic()
             ok = self.watch()
             self.timings["reconcile"] = time.monotonic() - t0
@@ -480,7 +463,7 @@ class Demo:
 
     def spawn_operator(self) -> int:
         log = self.dir / "operator.log"
-        port = _free_port()
+        port = free_port()
         argv = [sys.executable, "-m", "qmodel_operator.cli", "run", "--kubeconfig",
                 str(self.cluster_dir / "kubeconfig"), "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
         env = job_env(QMODEL_RESYNC_SECONDS="2", QMODEL_WATCH_TIMEOUT="60", QMODEL_WORKERS="4")
@@ -547,21 +530,24 @@ class Demo:
         assert self.api is not None
         return self.api.items(f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=selector)
 
+    def latest_job_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The Job's newest pod (its current or last attempt)."""
+        pods = self.pods_of(f"job-name={job['metadata']['name']}")
+        return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1] if pods else None
+
+    def serving_pods_now(self) -> list[dict[str, Any]]:
+        """The pods of the vLLM Deployment."""
+        return self.pods_of(f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=serving")
+
     def job_progress(self, job: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """The job's pod and the last ``qmodel-progress`` line of its log."""
         assert self.api is not None
-        pods = self.pods_of(f"job-name={job['metadata']['name']}")
-        if not pods:
+        latest = self.latest_job_pod(job)
+        if latest is None:
             return "", None
-        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-        pod = pods[-1]["metadata"]["name"]
-        try:
-            text = str(self.api.request("GET", f"/api/v1/namespaces/{self.namespace}/pods/{pod}/log",
-                                        query={"tailLines": "200"}, raw=True))
-        except ApiError:
-            return pod, None
+        pod = latest["metadata"]["name"]
         last = None
-        for line in text.splitlines():
+        for line in self.api.pod_log(self.namespace, pod, tail_lines=200).splitlines():
             p = parse_progress(line.strip())
             if p is not None:
                 last = p
@@ -570,10 +556,9 @@ class Demo:
     def _job_log_tail(self, job: dict[str, Any], lines: int = 3) -> list[str]:
         """The last log lines of a failed Job's pod (its own words), progress lines left out."""
         assert self.api is not None
-        pods = self.pods_of(f"job-name={job['metadata']['name']}")
-        if not pods:
+        last = self.latest_job_pod(job)
+        if last is None:
             return []
-        last = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]
         for cs in (last.get("status") or {}).get("containerStatuses") or []:
             if ((cs.get("state") or {}).get("terminated") or {}).get("exitCode") == int(ExitCode.GATE_FAILED):
                 return []  # a gate failure is not an error: its numbers are shown as the gate line
@@ -720,7 +705,7 @@ class Demo:
 
     def _check_serving_pods(self) -> None:
         """vLLM pods that keep dying (the Deployment replaces each one): stop and show why."""
-        for p in self.pods_of(f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=serving"):
+        for p in self.serving_pods_now():
             self.serving_pods.add(p["metadata"]["name"])
         if len(self.serving_pods) < 4:
             return
@@ -732,15 +717,11 @@ class Demo:
 
     def _vllm_log_line(self) -> str:
         assert self.api is not None
-        pods = self.pods_of(f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=serving")
+        pods = self.serving_pods_now()
         if not pods:
             return ""
         pod = pods[-1]["metadata"]["name"]
-        try:
-            text = str(self.api.request("GET", f"/api/v1/namespaces/{self.namespace}/pods/{pod}/log",
-                                        query={"tailLines": "5"}, raw=True))
-        except ApiError:
-            return ""
+        text = self.api.pod_log(self.namespace, pod, tail_lines=5)
         lines = [x.strip() for x in text.splitlines() if x.strip()]
         return lines[-1] if lines else ""
 

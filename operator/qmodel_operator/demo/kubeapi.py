@@ -91,9 +91,11 @@ class KubeApi:
         return self.request("PATCH", path, json.dumps(body), query={"fieldManager": manager, "force": "true"},
                             content_type="application/apply-patch+yaml")
 
-    def pod_log(self, namespace: str, pod: str) -> str:
+    def pod_log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
+        """The pod's log (its last ``tail_lines`` lines), "" when there is none to read."""
+        query = {"tailLines": str(tail_lines)} if tail_lines is not None else None
         try:
-            return str(self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", raw=True))
+            return str(self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query, raw=True))
         except ApiError:
             return ""
 
