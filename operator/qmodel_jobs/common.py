@@ -342,7 +342,12 @@ def same_data(a: tuple[str, str | None, str], b: tuple[str | None, str | None, s
         return False
     if cfg_a and cfg_b and cfg_a != cfg_b:
         return False
-    return (split_b or "test") == split_a
+    return bool(split_names(split_a) & split_names(split_b or "test"))
+
+
+def split_names(split: str) -> set[str]:
+    """The named splits a datasets split expression reads: "train+test[:10%]" → {"train", "test"}."""
+    return {part.split("[")[0].strip() for part in split.split("+")}
 
 
 # ---------------------------------------------------------------------------------------------- language heuristic

@@ -164,6 +164,16 @@ def test_same_data_names_a_hub_dataset_with_or_without_hf_prefix():
     assert not same_data(("hf://wikitext", None, "train"), ("wikitext", None, "test"))
 
 
+def test_same_data_sees_the_eval_split_inside_a_split_expression():
+    """datasets reads "test[:10%]" and "train+test" from the test split: calibrating on them is the eval split."""
+    from qmodel_jobs.common import same_data
+
+    assert same_data(("wikitext", None, "test[:10%]"), ("wikitext", None, "test"))
+    assert same_data(("wikitext", None, "train+test"), ("wikitext", None, None))
+    assert same_data(("wikitext", None, "train"), ("wikitext", None, "validation + train[50%:]"))
+    assert not same_data(("wikitext", None, "train[:50%]"), ("wikitext", None, "test"))
+
+
 def test_bad_source_is_bad_input_and_the_token_never_leaks(tmp_path: Path, tiny: TinyModel):
     secret = "hf_SECRETtoken1234567890"
     args = quantize_args(tiny, Method.FP8, tmp_path / "x", source=f"pvc://models/missing/{secret}")
