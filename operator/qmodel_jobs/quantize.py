@@ -243,12 +243,17 @@ def layer_progress(model: Any, stage: str) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- the job
 
 
+def scheme_of(args: QuantizeArgs) -> str:
+    """The scheme the artifact is written in: the argument, else the method's preset."""
+    return args.scheme or SCHEMES.get(args.method, "")
+
+
 def _pointer_report(args: QuantizeArgs, started: float, reason: str) -> tuple[QuantizeResult, dict[str, Any]]:
     """nf4/none: there is no offline artifact; the artifact is a pointer to the source (vLLM quantizes in flight)."""
     pointer = {"source": args.source, "revision": args.revision, "method": str(args.method)}
     digest = "sha256:" + hashlib.sha256(json.dumps(pointer, sort_keys=True).encode()).hexdigest()
     result = QuantizeResult(
-        ok=True, method=args.method, scheme=args.scheme or SCHEMES.get(args.method, ""), artifact_uri=args.source,
+        ok=True, method=args.method, scheme=scheme_of(args), artifact_uri=args.source,
         artifact_key=args.artifact_key, digest=digest, wall_seconds=round(time.monotonic() - started, 3),
         peak_rss_bytes=peak_rss_bytes(), message=reason)
     report = {"artifact": {"kind": "pointer", **pointer, "digest": digest}, "note": reason}
@@ -284,7 +289,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     started = time.monotonic()
     timings: dict[str, float] = {}
     method = args.method
-    scheme = args.scheme or SCHEMES.get(method, "")
+    scheme = scheme_of(args)
     progress("start", message=f"{method} {scheme} g{args.group_size} of {args.source}")
     if method is Method.AUTO:
         raise bad_input("method 'auto' must be resolved by the planner before the quantizer runs")
@@ -388,7 +393,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
 
 def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any], warnings: list[str],
            timings: dict[str, float], started: float, kind: str, uri: str) -> QuantizeResult:
-    scheme = args.scheme or SCHEMES.get(args.method, "")
+    scheme = scheme_of(args)
     digest, size, files = tree_digest(staging)
     report["artifact"] = {"kind": kind, "uri": uri, "digest": digest, "sizeBytes": size, "files": files}
     gpu = peak_gpu_bytes()
