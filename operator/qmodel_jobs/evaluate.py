@@ -389,7 +389,8 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
                    for k in range(GEN_PROMPTS)]
 
     measured: dict[str, dict[str, Any]] = {}
-    for side in (base, cand):
+    # none: the candidate is the baseline's own weights, so its measurements are the baseline's (not a second run).
+    for side in (base,) if args.method is Method.NONE else (base, cand):
         t = time.monotonic()
         progress(f"load-{side.name}", message=side.path if side.name == "candidate" else args.baseline)
         model = load_model(side)
@@ -413,6 +414,7 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+    measured.setdefault("candidate", measured["baseline"])
 
     result = gate(args, measured)
     result.warnings = warnings

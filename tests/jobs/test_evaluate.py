@@ -203,3 +203,15 @@ def test_the_token_never_reaches_the_termination_reasons(tiny: TinyModel, tmp_pa
     assert _parsed(run).reasons
     for text in (run.termination, run.stdout, run.stderr):
         assert secret not in text
+
+
+def test_none_measures_the_source_once(tiny: TinyModel, tmp_path: Path):
+    """Method none serves the source weights: the candidate is the baseline, loaded and measured once."""
+    run = run_job("evaluate", evaluate_args(tiny, Method.NONE, str(tiny.model_dir), tmp_path / "o"), tmp_path)
+    assert run.returncode == ExitCode.OK, run.stderr[-3000:]
+    result = _parsed(run)
+    assert result.passed and result.perplexity == result.baseline_perplexity and result.perplexity_increase == 0
+    stages = [p["stage"] for p in run.progress]
+    assert "load-baseline" in stages and "load-candidate" not in stages
+    report = json.loads((tmp_path / "o" / REPORT_FILE).read_text())
+    assert report["measured"]["candidate"] == report["measured"]["baseline"]
