@@ -27,7 +27,7 @@ OBSERVATION = KOPF / "_core" / "reactor" / "observation.py"
 
 # (apiGroup, resource, verb): (file, regex that finds the code needing it)
 REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
-    ("qmodel.io", "quantizedmodels", "get"): (OPS, r'request\("GET", qm_path\(namespace, name\)'),
+    ("qmodel.io", "quantizedmodels", "get"): (OPS, r'_get\(kube, qm_path\(namespace, name\)'),
     ("qmodel.io", "quantizedmodels", "list"): (OPS, r'def list_quantized_models'),
     ("qmodel.io", "quantizedmodels", "watch"): (HANDLERS, r'@kopf\.on\.(create|update|resume)\(API_GROUP'),
     ("qmodel.io", "quantizedmodels", "patch"): (HANDLERS, r'AnnotationsProgressStorage\(|AnnotationsDiffBaseStorage\('),
@@ -48,7 +48,7 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
     ("", "services", "create"): (RECONCILE, r'ops\.apply\(self\.kube, (svc|build_service)'),
     ("", "pods", "list"): (HANDLERS, r'@kopf\.index\("v1", "pods"'),
     ("", "pods", "watch"): (HANDLERS, r'@kopf\.(index|on\.event)\("v1", "pods"'),
-    ("", "configmaps", "get"): (OPS, r'request\("GET", f"/api/v1/namespaces/\{namespace\}/configmaps/\{name\}"'),
+    ("", "configmaps", "get"): (OPS, r'_get\(kube, f"/api/v1/namespaces/\{namespace\}/configmaps/\{name\}"'),
     ("", "configmaps", "list"): (HANDLERS, r'@kopf\.index\("v1", "configmaps"'),
     ("", "configmaps", "watch"): (HANDLERS, r'@kopf\.index\("v1", "configmaps"'),
     ("", "configmaps", "create"): (RECONCILE, r'create_if_absent\(self\.kube, build_(artifact|evaluation)_record'),

@@ -118,7 +118,7 @@ def render_table(p: Plan, fleet: Fleet) -> str:
         return "-" if x is None else f"{x:.2f} GiB"
 
     rows = [
-        ("model", f"{p.model_profile} ({p.parameters_billions} B parameters)"),
+        ("model", f"{p.model_profile} ({_params(p.parameters_billions)} parameters)"),
         ("fits", "yes" if p.fits else "NO"),
         ("method", f"{p.method} ({p.scheme})" if p.scheme else str(p.method)),
         ("gpu", f"{p.gpu_product} (compute capability {p.compute_capability})" if p.gpu_product else "none (CPU)"),
@@ -172,3 +172,10 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: TextIO
         if not result.fits:
             print(f"infeasible: {len(result.reasons)} reason(s) above", file=stderr)
     return EXIT_FITS if result.fits else EXIT_INFEASIBLE
+
+
+def _params(billions: float | None) -> str:
+    """7.616 B; a tiny model as 0.56 M rather than 0.001 B."""
+    if billions is None:
+        return "?"
+    return f"{billions} B" if billions >= 0.1 else f"{billions * 1000:.2f} M"

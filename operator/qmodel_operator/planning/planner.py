@@ -80,6 +80,11 @@ class RungResult:
         return self.layout is not None
 
 
+def _billions(profile: ModelProfile) -> float:
+    """Parameters in billions for status.plan: three decimals, or six for a sub-0.1 B model (so it is not 0.001)."""
+    return round(profile.parameters_billions, 3 if profile.parameters_billions >= 0.1 else 6)
+
+
 def _kv_dtype_bytes(spec: QuantizedModelSpec, profile: ModelProfile) -> int:
     return 1 if spec.serving.kv_cache_dtype == "fp8" else profile.dtype_bytes
 
@@ -235,7 +240,7 @@ def _cpu_plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, met
         gpus_per_replica=0, memory_per_gpu_gi_b=round(need, 2), kv_cache_tokens=kv_tokens, fits=not reasons,
         reasons=reasons, warnings=warnings, weights_per_gpu_gi_b=round(weights, 2), kv_cache_per_gpu_gi_b=round(kv, 2),
         reserve_gi_b=CPU_RESERVE_GIB, budget_per_gpu_gi_b=round(largest, 2) if fleet.cpu_nodes else None,
-        model_profile=profile.name, parameters_billions=round(profile.parameters_billions, 3), ladder=[],
+        model_profile=profile.name, parameters_billions=_billions(profile), ladder=[],
     )
 
 
@@ -297,7 +302,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
             method=method, scheme=weight_format(method, group).scheme if method is not Method.AUTO else "",
             gpu_product=pools[0].shape.product if len(pools) == 1 else spec.serving.gpu.product,
             fits=False, reasons=reasons, warnings=warnings, model_profile=profile.name,
-            parameters_billions=round(profile.parameters_billions, 3),
+            parameters_billions=_billions(profile),
             compute_capability=pools[0].shape.cc_str if len(pools) == 1 else None,
             gpus_per_replica=0,
         )
@@ -340,7 +345,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
         fp16_gpus_per_replica=fp16.layout.gpus if fp16.layout else None,
         compute_capability=pool.shape.cc_str,
         model_profile=profile.name,
-        parameters_billions=round(profile.parameters_billions, 3),
+        parameters_billions=_billions(profile),
     )
     out.ladder = default_ladder(spec, profile, pool, out)
     return out

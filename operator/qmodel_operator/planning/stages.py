@@ -827,7 +827,7 @@ def decide(
         dep = observed.deployment
         need_apply = dep is None or dep.applied_hash != dep_hash
         replicas = ctx.spec.serving.replicas
-        what = f"{target.plan.method} {plan_summary(target.plan)}"
+        what = plan_summary(target.plan)
         if observed.service_hash != svc_hash and not ctx.spec.suspend:
             ctx.actions.append(ApplyService())
         if need_apply:
