@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests benchmarks docs charts
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(MAKE) lint
