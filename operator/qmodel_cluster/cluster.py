@@ -265,17 +265,19 @@ class EmbeddedCluster:
         """Complete (exit_code 0) or fail one attempt of a Job without running it: creates the Pod with its
         terminated state (``message`` = termination message) and updates the Job's status/conditions like the
         Job controller (backoffLimit counts). Thread-safe; returns the Pod."""
-        return self.call(self.kubelet.finish_job, namespace, name, exit_code, message, reason)  # type: ignore[no-any-return]
+        return self.call(self.kubelet.finish_job, namespace, name, exit_code, message, reason)
 
     def make_deployment_ready(self, namespace: str, name: str) -> dict[str, Any]:
         """Create a Deployment's Pods as simulated Running/Ready and update its status. Thread-safe."""
-        return self.call(self.kubelet.make_deployment_ready, namespace, name)  # type: ignore[no-any-return]
+        return self.call(self.kubelet.make_deployment_ready, namespace, name)
 
 
 def run_cluster(directory: str | os.PathLike[str], *, port: int = 0, kubelet: str = "local",
-                nodes: str | os.PathLike[str] | None = None, host: str = "127.0.0.1") -> int:
+                nodes: str | os.PathLike[str] | None = None, host: str = "127.0.0.1",
+                deployment_runner: DeploymentRunner | None = None) -> int:
     """Run the embedded cluster in the foreground until SIGTERM/SIGINT (what ``qmodel cluster up`` does)."""
-    cluster = EmbeddedCluster(directory, port=port, host=host, kubelet=kubelet, nodes=nodes)
+    cluster = EmbeddedCluster(directory, port=port, host=host, kubelet=kubelet, nodes=nodes,
+                              deployment_runner=deployment_runner)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

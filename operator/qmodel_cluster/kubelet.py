@@ -45,10 +45,11 @@ import signal
 import string
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import errors
 from .resources import ResourceType
@@ -601,7 +602,7 @@ class Kubelet:
 
         def subst(s: str) -> str:
             for pat, dst in patterns:
-                s = pat.sub(lambda _m, d=dst: d, s)
+                s = pat.sub(cast("Callable[[re.Match[str]], str]", lambda _m, d=dst: d), s)
             return s
 
         env: dict[str, str] = dict(os.environ)
@@ -703,7 +704,7 @@ class Kubelet:
         job = self.store.find(jobs, namespace, name)
         if job is None:
             return
-        spec = job.get("spec") or {}
+        spec: Any = job.get("spec") or {}
         status = dict(job.get("status") or {})
         conds = list(status.get("conditions") or [])
         finished = any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conds)
@@ -852,7 +853,7 @@ class Kubelet:
         dep = self.store.find(deps, namespace, name)
         if dep is None or dep["metadata"].get("deletionTimestamp"):
             return
-        spec = dep.get("spec") or {}
+        spec: Any = dep.get("spec") or {}
         tmpl = spec.get("template") or {}
         tmpl_hash = hashlib.sha256(json.dumps(tmpl, sort_keys=True).encode()).hexdigest()[:10]
         replicas = int(spec.get("replicas") if spec.get("replicas") is not None else 1)
@@ -901,7 +902,7 @@ class Kubelet:
             p = prev.get(t)
             same = p is not None and p.get("status") == status and p.get("reason") == reason
             return {"type": t, "status": status, "reason": reason, "message": message,
-                    "lastUpdateTime": p["lastUpdateTime"] if same else now,
+                    "lastUpdateTime": cast("dict[str, Any]", p)["lastUpdateTime"] if same else now,
                     "lastTransitionTime": p["lastTransitionTime"] if p and p.get("status") == status else now}
         available = ready >= replicas
         complete = updated == replicas and not old and sum(1 for p in current if is_ready(p)) >= replicas

@@ -49,8 +49,8 @@ def _ok(ref: str | None) -> dict[str, Any]:
 
 def _op(kind: str, gvk: dict[str, str], verb: str, action: str, response: str | None,
         *params: str) -> dict[str, Any]:
-    out = {"operationId": f"{verb}{kind}", "responses": _ok(response), "x-kubernetes-action": action,
-           "x-kubernetes-group-version-kind": gvk}
+    out: dict[str, Any] = {"operationId": f"{verb}{kind}", "responses": _ok(response),
+                           "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk}
     if params:
         out["parameters"] = _params(*params)
     return out

@@ -289,8 +289,8 @@ def apply_merge(live: Any, applied: Any, previously_applied: Any, list_keys: Any
 def _apply_list(field: str, live: list[Any], applied: list[Any], prev: Any) -> list[Any]:
     key = _merge_key(field, applied + live)
     if field in MERGE_PRIMITIVE_LISTS:
-        prev_items = prev if isinstance(prev, list) else []
-        kept = [v for v in live if v in applied or v not in prev_items]
+        prev_list = prev if isinstance(prev, list) else []
+        kept = [v for v in live if v in applied or v not in prev_list]
         return kept + [v for v in applied if v not in kept]
     if key is None or not all(isinstance(a, dict) for a in applied + live):
         return copy.deepcopy(applied)

@@ -108,7 +108,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def fields(buf: bytes) -> list[tuple[int, Any]]:
     """(field number, value) pairs; length-delimited values are bytes."""
-    out = []
+    out: list[tuple[int, Any]] = []
+    val: int | bytes
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)

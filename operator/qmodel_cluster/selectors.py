@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .errors import bad_request
 
@@ -16,7 +16,9 @@ _EXISTS_RE = re.compile(r"^\s*(!?)([A-Za-z0-9_./-]+)\s*$")
 
 
 def _split_top(selector: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in selector:
         if ch == "(":
             depth += 1
@@ -42,25 +44,25 @@ def parse_label_selector(selector: str | None) -> Predicate | None:
             key, op = m.group(2), m.group(3)
             values = {v.strip() for v in m.group(4).split(",") if v.strip()}
             if op == "in":
-                reqs.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+                reqs.append(cast(Predicate, lambda labels, k=key, vs=values: labels.get(k) in vs))
             else:
-                reqs.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+                reqs.append(cast(Predicate, lambda labels, k=key, vs=values: labels.get(k) not in vs))
             continue
         m = _EQ_RE.match(part)
         if m:
             key, op, value = m.groups()
             if op == "!=":
-                reqs.append(lambda labels, k=key, v=value: labels.get(k) != v)
+                reqs.append(cast(Predicate, lambda labels, k=key, v=value: labels.get(k) != v))
             else:
-                reqs.append(lambda labels, k=key, v=value: k in labels and labels[k] == v)
+                reqs.append(cast(Predicate, lambda labels, k=key, v=value: k in labels and labels[k] == v))
             continue
         m = _EXISTS_RE.match(part)
         if m:
             neg, key = m.groups()
             if neg:
-                reqs.append(lambda labels, k=key: k not in labels)
+                reqs.append(cast(Predicate, lambda labels, k=key: k not in labels))
             else:
-                reqs.append(lambda labels, k=key: k in labels)
+                reqs.append(cast(Predicate, lambda labels, k=key: k in labels))
             continue
         raise bad_request(f"unable to parse requirement: {part!r}")
 
@@ -98,9 +100,9 @@ def parse_field_selector(selector: str | None) -> Predicate | None:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{part}'")
         path, op, value = m.groups()
         if op == "!=":
-            reqs.append(lambda o, p=path, v=value: (field_value(o, p) or "") != v)
+            reqs.append(cast(Predicate, lambda o, p=path, v=value: (field_value(o, p) or "") != v))
         else:
-            reqs.append(lambda o, p=path, v=value: (field_value(o, p) or "") == v)
+            reqs.append(cast(Predicate, lambda o, p=path, v=value: (field_value(o, p) or "") == v))
 
     def pred(obj: dict[str, Any]) -> bool:
         return all(r(obj) for r in reqs)

@@ -225,7 +225,7 @@ class Store:
                 w.queue.put_nowait(("ADDED", obj))
         if resource_version not in (None, "", "0"):
             try:
-                since = int(resource_version)  # type: ignore[arg-type]
+                since = int(resource_version)
             except ValueError:
                 raise errors.bad_request(f"invalid resource version: {resource_version}") from None
             if since < self.compacted_rv:

@@ -15,6 +15,7 @@ import resource
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -418,7 +419,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path, exclude: set[str] = frozenset({REPORT_FILE, EVAL_REPORT_FILE})) -> tuple[str, int, list[dict[str, Any]]]:
+def tree_digest(root: Path, exclude: AbstractSet[str] = frozenset({REPORT_FILE, EVAL_REPORT_FILE})) -> tuple[str, int, list[dict[str, Any]]]:
     """sha256 over (relative path, file sha256) in sorted order, total size, per-file entries."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in exclude)
     h = hashlib.sha256()

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qmodel_operator.api.jobcontract import (
     EVAL_REPORT_FILE,
@@ -269,7 +269,7 @@ def load_prompt_cases(path_str: str) -> list[PromptCase]:
                 except re.error as exc:
                     raise bad_input(f"prompt set {f.name} item {i}: bad regex ({exc})") from exc
             cases.append(PromptCase(str(item["prompt"]), str(item["expected"]), match,
-                                    int(item.get("maxNewTokens", item.get("max_new_tokens", PROMPT_NEW_TOKENS)))))
+                                    int(cast(Any, item.get("maxNewTokens", item.get("max_new_tokens", PROMPT_NEW_TOKENS))))))
     if not cases:
         raise bad_input(f"prompt set {path_str} is empty")
     return cases

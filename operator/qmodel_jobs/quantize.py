@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qmodel_operator.api.jobcontract import REPORT_FILE, SCHEMES, ExitCode, QuantizeArgs, QuantizeResult
 from qmodel_operator.api.spec import Method
@@ -47,6 +47,9 @@ from .common import (
     tree_digest,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PROG = "python -m qmodel_jobs.quantize"
 # Kept in full precision in every recipe: the output head and MoE router gates (REFERENCE.md).
@@ -328,7 +331,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     local, commit = download_source(src)
     report["resolvedRevision"] = commit
     tokenizer = AutoTokenizer.from_pretrained(local)
-    model = AutoModelForCausalLM.from_pretrained(local, dtype="auto")
+    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(local, dtype="auto")
     model.eval()
     timings["load"] = time.monotonic() - t
     report["model"] = {"architecture": type(model).__name__,
@@ -360,7 +363,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
 
         t = time.monotonic()
         progress("quantize", message=f"AutoRound {GGUF_FORMAT} (round-to-nearest with importance matrix)")
-        texts = [tokenizer.decode(s, skip_special_tokens=True) for s in samples]
+        texts = [cast(str, tokenizer.decode(s, skip_special_tokens=True)) for s in samples]
         report["recipe"] = f"auto-round {GGUF_FORMAT} iters=0 nsamples={len(texts)}"
         gguf_file = export_q4_k_m(model, tokenizer, texts, args.calibration.max_sequence_length, staging)
         tokenizer.save_pretrained(staging)

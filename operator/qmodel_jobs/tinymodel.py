@@ -98,7 +98,9 @@ def _stdlib_texts(cfg: TinyConfig) -> tuple[str, str, str]:
     files = sorted(p for p in lib.glob("*.py") if p.is_file())
     if len(files) < 3 * cfg.holdout_every:
         raise RuntimeError(f"too few stdlib sources under {lib} to build the tiny corpus")
-    train, calib, held = [], [], []
+    train: list[str] = []
+    calib: list[str] = []
+    held: list[str] = []
     for i, path in enumerate(files):
         text = path.read_text(encoding="utf-8", errors="replace")
         slot = i % cfg.holdout_every
