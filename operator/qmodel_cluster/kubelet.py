@@ -296,6 +296,12 @@ class LocalProcessDeploymentRunner(DeploymentRunner):
 
 # env valueFrom references to one key of a Secret / ConfigMap: the resource and the kind they name
 _KEY_REFS = {"secretKeyRef": ("secrets", "Secret"), "configMapKeyRef": ("configmaps", "ConfigMap")}
+_FROM_REFS = {"configMapRef": ("configmaps", "ConfigMap"), "secretRef": ("secrets", "Secret")}
+
+
+def _data_value(kind: str, value: Any) -> str:
+    """A ConfigMap value as it is; a Secret value base64-decoded (as the kubelet hands both to a container)."""
+    return base64.b64decode(value).decode("utf-8", "replace") if kind == "Secret" else str(value)
 
 
 # ---------------------------------------------------------------------------------------------- the kubelet
@@ -565,8 +571,7 @@ class Kubelet:
                 what = f'{kind.lower()} "{r.get("name")}" not found' if obj is None else \
                     f'couldn\'t find key {r.get("key")} in {kind} {ctx.namespace}/{r.get("name")}'
                 raise ConfigError("CreateContainerConfigError", what)
-            value = obj["data"][r["key"]]
-            return base64.b64decode(value).decode("utf-8", "replace") if kind == "Secret" else str(value)
+            return _data_value(kind, obj["data"][r["key"]])
         if "fieldRef" in ref:
             path = ref["fieldRef"].get("fieldPath", "")
             md = ctx.pod["metadata"]
@@ -610,20 +615,15 @@ class Kubelet:
         own: dict[str, str] = {}
         for src in container.get("envFrom") or []:
             prefix = src.get("prefix", "")
-            if "configMapRef" in src:
-                obj = self.store.find(self.rt("", "configmaps"), ctx.namespace, src["configMapRef"].get("name", ""))
-                if obj is None and not src["configMapRef"].get("optional"):
-                    raise ConfigError("CreateContainerConfigError",
-                                      f'configmap "{src["configMapRef"].get("name")}" not found')
+            for ref_kind, (plural, kind) in _FROM_REFS.items():
+                if ref_kind not in src:
+                    continue
+                r = src[ref_kind]
+                obj = self.store.find(self.rt("", plural), ctx.namespace, r.get("name", ""))
+                if obj is None and not r.get("optional"):
+                    raise ConfigError("CreateContainerConfigError", f'{kind.lower()} "{r.get("name")}" not found')
                 for k, v in ((obj or {}).get("data") or {}).items():
-                    own[prefix + k] = str(v)
-            if "secretRef" in src:
-                obj = self.store.find(self.rt("", "secrets"), ctx.namespace, src["secretRef"].get("name", ""))
-                if obj is None and not src["secretRef"].get("optional"):
-                    raise ConfigError("CreateContainerConfigError",
-                                      f'secret "{src["secretRef"].get("name")}" not found')
-                for k, v in ((obj or {}).get("data") or {}).items():
-                    own[prefix + k] = base64.b64decode(v).decode("utf-8", "replace")
+                    own[prefix + k] = _data_value(kind, v)
 
         def expand(s: str) -> str:
             return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",

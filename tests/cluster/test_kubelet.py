@@ -92,6 +92,21 @@ def test_job_runs_as_local_process(local: tuple[EmbeddedCluster, Kubectl]) -> No
     assert f"interpreter {sys.executable}" in logs
 
 
+def test_job_env_from_configmap_and_secret(local: tuple[EmbeddedCluster, Kubectl]) -> None:
+    _, kubectl = local
+    code = ("import os; print('cfg', os.environ['C_mode'], 'sec', os.environ['S_token'], "
+            "'absent', 'GONE_x' in os.environ)")
+    body = job("envfrom", code)
+    body["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
+        {"prefix": "C_", "configMapRef": {"name": "cfg"}},
+        {"prefix": "S_", "secretRef": {"name": "hf"}},
+        {"prefix": "GONE_", "configMapRef": {"name": "missing", "optional": True}},
+    ]
+    kubectl("apply", "-f", "-", input=json.dumps(body))
+    kubectl("wait", "--for=condition=Complete", "job/envfrom", "--timeout=30s")
+    assert "cfg fast sec s3cret absent False" in kubectl("logs", "job/envfrom")
+
+
 def test_job_backoff_limit(local: tuple[EmbeddedCluster, Kubectl]) -> None:
     _, kubectl = local
     failing = "import os; open(os.environ['QMODEL_TERMINATION_LOG'],'w').write('bad input'); raise SystemExit(3)"
