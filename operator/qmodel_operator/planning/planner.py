@@ -259,9 +259,7 @@ def _select_pools(spec: QuantizedModelSpec, fleet: Fleet) -> tuple[list[GPUPool]
 def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, method: Method | None = None) -> Plan:
     """Plan ``spec`` for ``profile`` on ``fleet``. ``method`` overrides spec.quantization.method (fallback rungs)."""
     method = method or spec.quantization.method
-    if not fleet.has_gpus:
-        return _cpu_plan(spec, profile, fleet, method)
-    if method is Method.GGUF:
+    if not fleet.has_gpus or method is Method.GGUF:
         return _cpu_plan(spec, profile, fleet, method)
 
     max_gpus = spec.serving.gpu.max_per_replica
