@@ -18,7 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from qmodel_operator.api.conditions import ConditionType, Reason
+from qmodel_operator.api.crd import model_schema
 from qmodel_operator.api.spec import QuantizedModelSpec
 from qmodel_operator.api.status import QuantizedModelStatus
 
@@ -30,46 +33,21 @@ HEALTH_LUA = REPO / "charts" / "qmodel-operator" / "files" / "argocd-health.lua"
 
 # ---------------------------------------------------------------------------------------------- field tables
 
-def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        ref = defs[schema["$ref"].rsplit("/", 1)[-1]]
-        schema = {**ref, **{k: v for k, v in schema.items() if k != "$ref"}}
-    return schema
-
-
-def _non_null(schema: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The schema without its `null` alternative, and whether null was allowed."""
-    schema = _resolve(schema, defs)
-    options = schema.get("anyOf")
-    if options:
-        rest = [o for o in options if o.get("type") != "null"]
-        if len(rest) == 1:
-            merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **_resolve(rest[0], defs)}
-            return merged, len(rest) < len(options)
-    return schema, False
-
-
-def _type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
-    schema, _ = _non_null(schema, defs)
+def _type(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return "enum"
-    if "const" in schema:
-        return "const"
     t = schema.get("type")
     if t == "array":
-        return "[]" + _type(schema.get("items", {}), defs)
+        return "[]" + _type(schema.get("items", {}))
     if t == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return "map[string]" + _type(schema["additionalProperties"], defs)
+        return "map[string]" + _type(schema["additionalProperties"])
     return {"integer": "int", "number": "float", "boolean": "bool", "string": "string"}.get(t or "", t or "any")
 
 
-def _constraints(schema: dict[str, Any], defs: dict[str, Any]) -> str:
-    schema, _ = _non_null(schema, defs)
+def _constraints(schema: dict[str, Any]) -> str:
     parts: list[str] = []
     if "enum" in schema:
         parts.append(" \\| ".join(f"`{v}`" for v in schema["enum"]))
-    if "const" in schema:
-        parts.append(f"`{schema['const']}`")
     for key, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
         if key in schema:
             parts.append(f"{sym} {schema[key]}")
@@ -80,8 +58,8 @@ def _constraints(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     if "pattern" in schema:
         parts.append(f"pattern `{schema['pattern'].replace('|', chr(92) + '|')}`")
     if schema.get("type") == "array":
-        items, _ = _non_null(schema.get("items", {}), defs)
-        inner = _constraints(items, defs) if "properties" not in items else ""
+        items = schema.get("items", {})
+        inner = _constraints(items) if "properties" not in items else ""
         if inner:
             parts.append(f"items: {inner}")
     return "; ".join(parts)
@@ -99,28 +77,22 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("``", "`").replace("|", "\\|")
 
 
-def _rows(schema: dict[str, Any], defs: dict[str, Any], prefix: str) -> Iterator[tuple[str, ...]]:
-    schema = _resolve(schema, defs)
+def _rows(schema: dict[str, Any], prefix: str) -> Iterator[tuple[str, ...]]:
     required = set(schema.get("required", []))
     for name, prop in schema.get("properties", {}).items():
         path = f"{prefix}.{name}"
-        inner, _ = _non_null(prop, defs)
-        description = prop.get("description") or inner.get("description") or ""
-        yield (f"`{path}`", _type(prop, defs), _default(prop, name in required),
-               _constraints(prop, defs), _cell(description))
-        if inner.get("type") == "object" and "properties" in inner:
-            yield from _rows(inner, defs, path)
-        elif inner.get("type") == "array":
-            items, _ = _non_null(inner.get("items", {}), defs)
-            if "properties" in items:
-                yield from _rows(items, defs, path + "[]")
+        yield (f"`{path}`", _type(prop), _default(prop, name in required), _constraints(prop),
+               _cell(prop.get("description") or ""))
+        if prop.get("type") == "object" and "properties" in prop:
+            yield from _rows(prop, path)
+        elif prop.get("type") == "array" and "properties" in prop.get("items", {}):
+            yield from _rows(prop["items"], path + "[]")
 
 
-def field_table(model: type, prefix: str) -> str:
-    schema = model.model_json_schema(by_alias=True, mode="validation")  # type: ignore[attr-defined]
-    defs = schema.get("$defs", {})
+def field_table(model: type[BaseModel], prefix: str) -> str:
+    """The rows of the CRD's own schema for ``model`` (api/crd.py's conversion: inlined, nullable, defaults)."""
     lines = ["| Field | Type | Default | Allowed | Description |", "|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(schema, defs, prefix)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(model_schema(model, prefix), prefix)]
     return "\n".join(lines)
 
 
