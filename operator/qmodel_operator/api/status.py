@@ -43,6 +43,13 @@ class Plan(Model):
     reserve_gi_b: float | None = Field(default=None, alias="reserveGiB")
     budget_per_gpu_gi_b: float | None = Field(default=None, alias="budgetPerGpuGiB")
     fp16_gpus_per_replica: int | None = Field(default=None, description="GPUs the same model needs unquantized.")
+    gpus_saved_vs_fp16: int | None = Field(
+        default=None,
+        description="fp16GpusPerReplica minus gpusPerReplica: GPUs per replica the chosen precision saves.")
+    source_quantization: str | None = Field(
+        default=None, max_length=64,
+        description="The source checkpoint is already quantized (its quant_method): served as stored, no "
+                    "quantize Job.")
     compute_capability: str | None = Field(default=None, max_length=8)
     model_profile: str | None = Field(default=None, max_length=128)
     parameters_billions: float | None = None

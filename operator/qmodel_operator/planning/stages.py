@@ -9,7 +9,8 @@ Stages, one condition each, ``Ready`` aggregating:
 
     Planned    status.plan from the planner (for the current rung); InvalidSpec / Infeasible otherwise
     Quantized  artifact record present (ArtifactReused or JobSucceeded), or a quantize Job running/failed;
-               NotRequired for ``none`` (serves the source) and ``nf4`` (vLLM quantizes in flight)
+               NotRequired for ``none`` (serves the source, also a pre-quantized one: plan.sourceQuantization)
+               and ``nf4`` (vLLM quantizes in flight)
     Evaluated  evaluation record present (GatePassed / GateFailed), or an evaluate Job running/failed;
                NotRequired for ``none``
     Serving    the Deployment applied with the served artifact and rolled out (Available) or rolling out
@@ -614,9 +615,14 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
     spec = ctx.spec
     C = ConditionType
     label = f"rung {index + 1}/{total}"
-    if rung.method is Method.NONE:
+    if rung.method is Method.NONE and rung.plan.source_quantization:
+        ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED,
+                f"the source is already quantized ({rung.plan.source_quantization}): served as stored, no job")
+        ctx.set(C.EVALUATED, "True", Reason.NOT_REQUIRED, "a pre-quantized source is served as published: no gate")
+    elif rung.method is Method.NONE:
         ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED, "method none serves the source weights unquantized")
         ctx.set(C.EVALUATED, "True", Reason.NOT_REQUIRED, "method none is the baseline: no gate")
+    if rung.method is Method.NONE:
         attempt.outcome, attempt.reason = "Passed", f"{Reason.NOT_REQUIRED}: the source is served as is"
         st.artifact = None
         return _DONE, None
