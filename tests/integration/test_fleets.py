@@ -1,5 +1,5 @@
-"""Plans the operator cannot serve yet, from the Nodes it reads: a CPU-only fleet (gguf) and a fleet of one-GPU
-nodes where a 70 B model needs pipeline parallelism across nodes (LeaderWorkerSet)."""
+"""Plans the operator cannot serve yet, from the Nodes it reads: a CPU-only fleet (gguf). (Pipeline parallelism
+across one-GPU nodes is served by a LeaderWorkerSet: tests/integration/test_topologies.py.)"""
 
 from __future__ import annotations
 
@@ -38,17 +38,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluste
             ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or [])), what="the CRD")
     yield c
     c.stop()
-
-
-def test_pipeline_parallel_plan_is_unsupported_before_any_job(kube: Kube, ns: str) -> None:
-    kube.create_qm(ns, "llama", {"model": {"source": "hf://meta-llama/Llama-3.1-70B-Instruct"},
-                                 "quantization": {"method": "none"}, "serving": {"gpu": {"maxPerReplica": 4}}})
-    ready = kube.wait_condition(ns, "llama", "Ready", "False", "Unsupported")
-    assert "pipeline parallelism 2" in ready["message"] and "LeaderWorkerSet" in ready["message"]
-    plan = kube.qm(ns, "llama")["status"]["plan"]
-    assert plan["pipelineParallelSize"] == 2 and plan["tensorParallelSize"] == 1
-    assert kube.condition(ns, "llama", "Planned")["status"] == "True"
-    assert kube.job_names(ns) == [] and not kube.apps.list_namespaced_deployment(ns).items
 
 
 def test_gguf_plan_on_cpu_nodes_is_unsupported(kube: Kube, ns: str) -> None:

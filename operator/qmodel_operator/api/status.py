@@ -29,6 +29,9 @@ class Plan(Model):
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     gpus_per_replica: int = 0
+    gpus_per_node: int | None = Field(default=None, description=(
+        "GPUs per node of the chosen pool. A replica needing more GPUs than this is served by a LeaderWorkerSet "
+        "of several pods (one per node, whole pipeline stages each); otherwise by one pod of a Deployment."))
     memory_per_gpu_gi_b: float = Field(default=0.0, alias="memoryPerGpuGiB")
     kv_cache_tokens: int = 0
     fits: bool = False

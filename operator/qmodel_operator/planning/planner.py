@@ -368,6 +368,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
         tensor_parallel_size=layout.tp,
         pipeline_parallel_size=layout.pp,
         gpus_per_replica=layout.gpus,
+        gpus_per_node=pool.gpus_per_node,
         memory_per_gpu_gi_b=round(layout.need_gib, 2),
         kv_cache_tokens=layout.kv_tokens,
         fits=True,

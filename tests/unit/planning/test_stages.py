@@ -350,7 +350,6 @@ def test_nf4_is_gated_without_a_quantize_job():
 
 @pytest.mark.parametrize(("methods", "kw", "needle"), [
     ((Method.GGUF,), {"product": None, "gpus": 0}, "CPU serving is not built yet"),
-    ((Method.AWQ,), {"tp": 8, "pp": 2, "gpus": 16}, "LeaderWorkerSet"),
 ])
 def test_unservable_plans_are_unsupported_before_any_job(methods, kw, needle):
     d = run(methods=methods, **kw)
