@@ -46,6 +46,16 @@ class Plan(Model):
     gpus_saved_vs_fp16: int | None = Field(
         default=None,
         description="fp16GpusPerReplica minus gpusPerReplica: GPUs per replica the chosen precision saves.")
+    quantize_host_memory_gi_b: float | None = Field(
+        default=None, alias="quantizeHostMemoryGiB",
+        description="Host memory the quantize Job requests (the bf16 model plus calibration state).")
+    quantize_gpu_memory_gi_b: float | None = Field(
+        default=None, alias="quantizeGpuMemoryGiB", description="GPU memory the quantize Job is expected to peak at.")
+    calibration_samples: int | None = Field(
+        default=None, description="Calibration samples the quantize Job uses (capped when AWQ's activation cache "
+                                  "would not fit the GPU).")
+    evaluate_gpus: int | None = Field(
+        default=None, description="GPUs the evaluate Job asks for: the FP16 baseline's, at most one node's.")
     source_quantization: str | None = Field(
         default=None, max_length=64,
         description="The source checkpoint is already quantized (its quant_method): served as stored, no "

@@ -54,7 +54,7 @@ def _gemma3(L: int, h: int, heads: int, kv: int, inter: int, *, head_dim: int = 
                             "max_position_embeddings": 131072, "vocab_size": 262208},
             "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304,
                               "num_hidden_layers": 27, "num_attention_heads": 16, "patch_size": 14,
-                              "image_size": 896}}
+                              "image_size": 896, "vision_use_head": False}}
 
 
 # Real config.json values (Hugging Face hub), written inline: no download at run time.

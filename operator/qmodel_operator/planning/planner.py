@@ -386,7 +386,58 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
         parameters_billions=_billions(profile),
     )
     out.ladder = default_ladder(spec, profile, pool, out)
+    if fmt.method not in (Method.NONE, Method.NF4, Method.GGUF):
+        host, gpu_gib, samples, why = quantize_job_sizing(spec, profile, fmt.method, pool.shape.memory_gib)
+        out.quantize_host_memory_gi_b, out.quantize_gpu_memory_gi_b, out.calibration_samples = host, gpu_gib, samples
+        out.warnings += why
+    if fmt.method is not Method.NONE and fp16.layout is not None:
+        out.evaluate_gpus = min(fp16.layout.gpus, pool.gpus_per_node)
+        if fp16.layout.gpus > pool.gpus_per_node:
+            out.warnings.append(
+                f"the unquantized baseline needs {fp16.layout.gpus} × {pool.shape.product} and a node has "
+                f"{pool.gpus_per_node}: the evaluate Job asks for {pool.gpus_per_node} and offloads the rest")
     return out
+
+
+# ---- Job sizing ------------------------------------------------------------------------------------------------
+# Measured on an H200 with Llama-3.1-8B (benchmarks/RESULTS.md, quantize_time.py, 2026-11-28): peak host memory
+# 27.1 GiB (gptq), 27.5 (awq), 30.9 (int8: SmoothQuant + GPTQ), 16.2 (fp8) for 14.96 GiB of bf16 weights — the job
+# keeps the whole model in host memory plus calibration state. Factors over the bf16 bytes, rounded up, + 2 GiB.
+QUANTIZE_HOST_FACTOR = {Method.GPTQ: 1.9, Method.AWQ: 1.9, Method.INT8: 2.1, Method.FP8: 1.15}
+QUANTIZE_HOST_EXTRA_GIB = 2.0
+# GPU: GPTQ/INT8/FP8 hold about one decoder layer (3.8 GiB peak for the 8B); AWQ caches every calibration
+# sample's activations on the GPU: 2.6 GiB + 0.38 GiB per 2048-token sample at hidden size 4096.
+LAYER_GPU_FACTOR = 2.0  # one bf16 decoder layer ×2 (GPTQ's Hessians, the layer's outputs)
+AWQ_BASE_GIB = 2.6
+AWQ_GIB_PER_SAMPLE = 0.38  # per 2048 tokens at hidden 4096
+
+
+def quantize_job_sizing(spec: QuantizedModelSpec, profile: ModelProfile, method: Method,
+                        gpu_memory_gib: float | None) -> tuple[float, float, int, list[str]]:
+    """(host GiB, GPU GiB, calibration samples, warnings) for the quantize Job of ``method``.
+
+    AWQ's activation cache grows with samples × tokens: when it does not fit the GPU the samples are capped to
+    what fits, with a warning naming the numbers (or pick a larger GPU with spec.serving.gpu.product)."""
+    bf16_gib = profile.parameters * 2 / GIB
+    host = bf16_gib * QUANTIZE_HOST_FACTOR.get(method, 1.0) + QUANTIZE_HOST_EXTRA_GIB
+    cal = spec.quantization.calibration
+    samples = cal.samples
+    layer_gib = (profile.quantizable_parameters / profile.num_layers) * 2 / GIB
+    gpu = LAYER_GPU_FACTOR * layer_gib + 1.0
+    warnings: list[str] = []
+    if method is Method.AWQ:
+        per_sample = AWQ_GIB_PER_SAMPLE * cal.max_sequence_length / 2048 * profile.hidden_size / 4096
+        gpu = AWQ_BASE_GIB + layer_gib + per_sample * samples
+        if gpu_memory_gib is not None and gpu > gpu_memory_gib:
+            fit = max(1, math.floor((gpu_memory_gib - AWQ_BASE_GIB - layer_gib) / per_sample))
+            warnings.append(
+                f"spec.quantization.calibration.samples {samples}: AWQ caches the calibration activations on the "
+                f"GPU ({per_sample:.2f} GiB per {cal.max_sequence_length}-token sample), {gpu:.1f} GiB > "
+                f"{gpu_memory_gib:.1f} GiB; the quantize Job uses {fit} samples (or choose a larger GPU with "
+                "spec.serving.gpu.product)")
+            samples = min(samples, fit)
+            gpu = AWQ_BASE_GIB + layer_gib + per_sample * samples
+    return round(host, 1), round(gpu, 1), samples, warnings
 
 
 # Quality order, highest first; a fallback only ever moves up this list.

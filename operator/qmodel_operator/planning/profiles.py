@@ -457,7 +457,7 @@ def _build_qwen_moe(cfg: dict[str, Any], where: str, model_type: str, **kw: Any)
     qwen3 = model_type == "qwen3_moe"
     L = _int(cfg, "num_hidden_layers", where)
     h = _int(cfg, "hidden_size", where)
-    a = _attention(cfg, where, h, head_dim_default=cfg.get("head_dim") or (128 if qwen3 else None))
+    a = _attention(cfg, where, h)  # Qwen3MoeConfig: head_dim defaults to hidden_size // heads
     experts = _int(cfg, "num_experts", where)
     per_tok = _int(cfg, "num_experts_per_tok", where)
     moe_inter = _int(cfg, "moe_intermediate_size", where)

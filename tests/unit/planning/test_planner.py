@@ -318,3 +318,26 @@ def test_reference_models_on_reference_pools(model, fleet_name):
     assert p.fits, p.reasons
     assert p.gpus_per_replica <= 8 and p.memory_per_gpu_gi_b <= p.budget_per_gpu_gi_b
     assert p.kv_cache_tokens >= 8192
+
+
+# ---- Job sizing ------------------------------------------------------------------------------------------------
+def test_awq_calibration_is_capped_to_the_gpu_with_a_warning():
+    p = run("llama-3.1-8b", "l4", method="awq")  # 21.9 GiB L4: 256 × 2048-token samples need ~100 GiB
+    assert p.fits and p.calibration_samples == 49
+    assert p.quantize_gpu_memory_gi_b <= 21.9
+    assert any(w.startswith("spec.quantization.calibration.samples 256: AWQ caches the calibration activations "
+                            "on the GPU (0.38 GiB per 2048-token sample), 100.3 GiB > 21.9 GiB; the quantize Job "
+                            "uses 49 samples") for w in p.warnings), p.warnings
+    # host memory: the bf16 model (14.96 GiB) × 1.9 (measured 27.5 GiB peak on an H200) + 2 GiB
+    assert p.quantize_host_memory_gi_b == pytest.approx(14.96 * 1.9 + 2, abs=0.1)
+    h200 = run("llama-3.1-8b", "h200", method="awq")  # 139 GiB holds the cache of 256 samples
+    assert h200.calibration_samples == 256 and not any("AWQ caches" in w for w in h200.warnings)
+    gptq = run("llama-3.1-8b", "l4", method="gptq")  # about one decoder layer on the GPU
+    assert gptq.calibration_samples == 256 and gptq.quantize_gpu_memory_gi_b < 3
+
+
+def test_evaluate_job_never_asks_for_more_gpus_than_a_node_has():
+    p = run("llama-3.1-405b", "h100-80gb")  # awq on 4; the bf16 baseline needs 16 of the node's 8
+    assert (p.fp16_gpus_per_replica, p.evaluate_gpus) == (16, 8)
+    assert any("the evaluate Job asks for 8" in w for w in p.warnings)
+    assert run("llama-3.1-70b", "h100-80gb").evaluate_gpus == 2
