@@ -3,7 +3,7 @@
 * QuantizedModel create/update/resume → reconcile; its DELETED watch event → drop the object's metric series. No
   finalizer is ever added (the garbage collector removes the children through their ownerReferences), and without
   one Kopf calls no ``on.delete`` handler, so the watch event is what tells the operator an object is gone.
-* Events of our Jobs, their Pods and our Deployments → reconcile of the owner (named by the
+* Events of our Jobs, their Pods, our Deployments and LeaderWorkerSets → reconcile of the owner (named by the
   ``qmodel.io/owner-name`` annotation the builders put on them), so progress never waits for the resync.
 * A periodic resync (``QMODEL_RESYNC_SECONDS``) reconciles every QuantizedModel. It is a plain task rather than
   ``kopf.timer`` because Kopf puts a finalizer on every object that has a timer, and a finalizer nobody removes

@@ -8,12 +8,15 @@ one group of ``size`` = nodes-per-replica pods per replica; Ray inside the group
   starts the Ray head and waits until every worker joined), then ``vllm serve`` with the same arguments as the
   Deployment (``--tensor-parallel-size``, ``--pipeline-parallel-size``, …) plus ``--distributed-executor-backend
   ray``. Same probes as the Deployment: readiness/liveness/startup on ``/health``.
-* workers: ``multi-node-serving.sh worker --ray_address=$(LWS_LEADER_ADDRESS)`` (joins the head, blocks). Their
-  probes are exec probes: liveness and startup check the local Ray node manager (``raylet``) is alive; readiness
-  also that the leader's Ray head answers on its port. ``restartPolicy: RecreateGroupOnPodRestart``: a worker
-  that dies (its raylet exits, so does the container) or fails liveness restarts, and LeaderWorkerSet recreates
-  the whole group — vLLM cannot continue without one of its pipeline stages — so the group is unready until it
-  is whole again, and the LeaderWorkerSet's ``readyReplicas`` (what the operator reads) drops.
+* workers: ``multi-node-serving.sh worker --ray_address=$(LWS_LEADER_ADDRESS)`` (joins the head, blocks; the
+  script re-joins when its Ray node stops). Their probes are exec probes: liveness and startup check the local
+  Ray node manager (``raylet``) is alive; readiness also that the leader's Ray head answers on its port, so a
+  worker whose Ray node died is unready at once, even while the script re-joins. The leader's vLLM engine cannot
+  continue without one of its pipeline stages either: its ``/health`` fails, so do its readiness and, in time,
+  liveness probes. ``restartPolicy: RecreateGroupOnPodRestart``: when any pod of a group restarts (the leader
+  failing liveness, a worker container exiting), LeaderWorkerSet recreates the whole group. Either way the group
+  — the replica — is unready until it is whole again, and the LeaderWorkerSet's ``readyReplicas`` (what the
+  operator reads) drops.
 
 Both templates take the Deployment's pod template (``serving.build_deployment``: image, env, volumes, probes,
 affinity to the planned GPU product, tolerations) so the two topologies never drift apart; only the GPUs per pod,
@@ -45,7 +48,14 @@ from .common import (
     labels,
     resource_requirements,
 )
-from .serving import STARTUP_PERIOD_SECONDS, build_deployment, serving_model, vllm_args, with_hash
+from .serving import (
+    STARTUP_FAILURE_THRESHOLD,
+    STARTUP_PERIOD_SECONDS,
+    build_deployment,
+    serving_model,
+    vllm_args,
+    with_hash,
+)
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
 LWS_KIND = "LeaderWorkerSet"
@@ -54,6 +64,9 @@ COMPONENT_SERVING_WORKER = "serving-worker"
 # The helper script of the vLLM image (examples/online_serving/multi-node-serving.sh in the vLLM repository).
 MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
 RAY_PORT = 6379
+# How long the leader waits for every worker to join, and a worker retries joining (the script's default, 300 s, is
+# shorter than pulling a vLLM image onto a fresh node): the leader's startup probe window, 30 min.
+RAY_INIT_TIMEOUT_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
 # LeaderWorkerSet names its StatefulSets, headless Service and pods after the set (<name>-<group>-<worker>, a
 # revision hash label on top): keep it well under 63.
 _MAX_NAME = 45
@@ -70,12 +83,13 @@ def lws_name(name: str) -> str:
 
 def leader_command(args: list[str]) -> str:
     serve = " ".join(shlex.quote(a) for a in ["vllm", *args, "--distributed-executor-backend", "ray"])
-    return (f"bash {MULTI_NODE_SCRIPT} leader --ray_port={RAY_PORT} --ray_cluster_size=$(LWS_GROUP_SIZE) "
-            f"&& exec {serve}")
+    return (f"bash {MULTI_NODE_SCRIPT} leader --ray_port={RAY_PORT} --ray_init_timeout={RAY_INIT_TIMEOUT_SECONDS} "
+            f"--ray_cluster_size=$(LWS_GROUP_SIZE) && exec {serve}")
 
 
 def worker_command() -> str:
-    return f"bash {MULTI_NODE_SCRIPT} worker --ray_port={RAY_PORT} --ray_address=$(LWS_LEADER_ADDRESS)"
+    return (f"bash {MULTI_NODE_SCRIPT} worker --ray_port={RAY_PORT} --ray_init_timeout={RAY_INIT_TIMEOUT_SECONDS} "
+            "--ray_address=$(LWS_LEADER_ADDRESS)")
 
 
 def worker_probes() -> dict[str, Any]:

@@ -72,10 +72,11 @@ def test_leader_worker_set_follows_the_lws_vllm_example():
     assert leader["command"] == worker["command"] == ["/bin/sh", "-c"]
     script = leader["args"][0]
     assert script.startswith("bash /vllm-workspace/examples/online_serving/multi-node-serving.sh leader "
-                             "--ray_port=6379 --ray_cluster_size=$(LWS_GROUP_SIZE) && exec vllm serve " + URI)
+                             "--ray_port=6379 --ray_init_timeout=1800 --ray_cluster_size=$(LWS_GROUP_SIZE) "
+                             "&& exec vllm serve " + URI)
     assert script.endswith("--distributed-executor-backend ray")
     assert worker["args"] == ["bash /vllm-workspace/examples/online_serving/multi-node-serving.sh worker "
-                              "--ray_port=6379 --ray_address=$(LWS_LEADER_ADDRESS)"]
+                              "--ray_port=6379 --ray_init_timeout=1800 --ray_address=$(LWS_LEADER_ADDRESS)"]
     # the leader serves and is probed like the Deployment's pod; workers have exec probes on the Ray node
     dep = build_deployment(OWNER, SPEC, mkplan(8, 1, 8), artifact_uri=URI, artifact_key=KEY)
     dep_c = dep["spec"]["template"]["spec"]["containers"][0]
