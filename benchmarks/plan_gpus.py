@@ -24,9 +24,9 @@ import time
 from qmodel_operator.api.resource import parse_spec
 from qmodel_operator.api.spec import Method
 from qmodel_operator.planning import fleet_from_nodes, get_profile, plan
-from qmodel_operator.planning.planner import rung_format
 from qmodel_operator.planning.fleet import node_object
 from qmodel_operator.planning.memory import GIB, weight_bytes_per_gpu, weight_format
+from qmodel_operator.planning.planner import rung_format
 from qmodel_operator.planning.profiles import kv_bytes_for
 
 MODELS = ["qwen2-7b", "llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b", "qwen2-72b", "llama-3.1-405b",
