@@ -453,7 +453,10 @@ def serving_problem(pods: Sequence[PodObs], dep: DeploymentObs, now: datetime) -
                     f"Deployment {dep.name}: {message or 'progress deadline exceeded'} "
                     f"(progressDeadlineSeconds {dep.progress_deadline_seconds})")
         idle = _seconds_since(updated, now)
-        if updated and idle > dep.progress_deadline_seconds:
+        # Only a controller that has seen the current spec and reports a rollout under way: right after an apply
+        # the condition still carries the last rollout's (old) lastUpdateTime.
+        current = dep.observed_generation >= dep.generation and reason not in ("NewReplicaSetAvailable", "")
+        if updated and current and idle > dep.progress_deadline_seconds:
             return (Reason.PROGRESS_DEADLINE_EXCEEDED,
                     f"Deployment {dep.name} made no progress for {idle:.0f} s, more than its "
                     f"progressDeadlineSeconds {dep.progress_deadline_seconds}")

@@ -91,6 +91,17 @@ def test_serving_failures_have_distinct_reasons_and_make_ready_false(case, pods,
     assert any(e.type == "Warning" and e.reason == reason for e in d.events)
 
 
+def test_a_stale_progressing_condition_is_not_a_stalled_rollout():
+    """Right after an apply the Deployment controller has not seen the new spec; its condition is the last
+    rollout's, possibly weeks old. And a complete rollout (NewReplicaSetAvailable) never stalls."""
+    weeks_ago = ("True", "ReplicaSetUpdated", "", "2026-11-01T00:00:00Z")
+    d = run(observed=served(rolling(generation=3, observed_generation=2, progressing=weeks_ago)))
+    assert cond(d, "Serving").reason == "RollingOut"
+    done = ("True", "NewReplicaSetAvailable", "", "2026-11-01T00:00:00Z")
+    d = run(observed=served(rolling(progressing=done)))
+    assert cond(d, "Serving").reason == "RollingOut"
+
+
 def test_a_rollout_that_still_progresses_is_rolling_out():
     ok = (PodObs(name="qm-vllm-d", phase="Running", restarts=1, ready=False),)
     d = run(observed=served(rolling(), ok))
