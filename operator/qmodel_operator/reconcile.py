@@ -42,10 +42,12 @@ from .kube.client import ApiError, Kube
 from .planning import ProfileError, fallback_ladder, fleet_from_nodes, plan, profile_for
 from .planning.stages import (
     ApplyDeployment,
+    ApplyLeaderWorkerSet,
     ApplyService,
     CreateEvaluateJob,
     CreateQuantizeJob,
     Decision,
+    DeleteWorkload,
     Observed,
     RecordArtifact,
     RecordEvaluation,
@@ -70,11 +72,13 @@ from .resources import (
     endpoint,
 )
 from .resources.common import job_name
+from .resources.lws import LWS_API_VERSION, build_leader_worker_set, build_serving_workload
 from .settings import Settings
 
 log = logging.getLogger("qmodel.reconcile")
 
-INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes")
+INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes",
+               "qmodel_lws")
 
 _STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
 
@@ -209,9 +213,9 @@ class Reconciler:
 
         def hashes(target: ServingTarget) -> tuple[str, str]:
             assert spec is not None
-            dep = build_deployment(owner, spec, target.plan, artifact_uri=target.artifact_uri,
-                                   artifact_key=target.artifact_key)
-            return applied_hash(dep), applied_hash(build_service(owner))
+            workload = build_serving_workload(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                              artifact_key=target.artifact_key)
+            return applied_hash(workload), applied_hash(build_service(owner))
 
         decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
@@ -328,6 +332,15 @@ class Reconciler:
             dep = build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri, artifact_key=t.artifact_key)
             await self._ensure_ours(owner, dep, observed.deployment is None)
             await ops.apply(self.kube, dep)
+        elif isinstance(action, ApplyLeaderWorkerSet):
+            t = action.target
+            lws = build_leader_worker_set(owner, spec, t.plan, artifact_uri=t.artifact_uri,
+                                          artifact_key=t.artifact_key)
+            await self._ensure_ours(owner, lws, observed.leader_worker_set is None)
+            await ops.apply(self.kube, lws)
+        elif isinstance(action, DeleteWorkload):
+            api_version = "apps/v1" if action.kind == "Deployment" else LWS_API_VERSION
+            await ops.delete(self.kube, api_version, action.kind, owner.namespace, action.name)
 
     def forget(self, namespace: str, name: str) -> None:
         self._readiness.pop((namespace, name), None)
@@ -396,6 +409,11 @@ def _describe(action: Any) -> str:
         return "applying the vLLM Deployment"
     if isinstance(action, ApplyService):
         return "applying the Service"
+    if isinstance(action, ApplyLeaderWorkerSet):
+        return ("applying the vLLM LeaderWorkerSet (API leaderworkerset.x-k8s.io/v1; a 404 means the "
+                "LeaderWorkerSet CRD is not installed)")
+    if isinstance(action, DeleteWorkload):
+        return f"deleting the previous {action.kind} {action.name}"
     return type(action).__name__
 
 

@@ -36,7 +36,8 @@ def test_default_fleet_is_one_h100_node(tmp_path, capsys):
     f = manifest(tmp_path, {"model": {"source": "hf://meta-llama/Llama-3.1-405B"}})
     assert main(["plan", "-f", f, "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("fp8", "NVIDIA-H100-80GB-HBM3", 8)
+    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("awq", "NVIDIA-H100-80GB-HBM3", 4)
+    assert (plan["fp16GpusPerReplica"], plan["gpusSavedVsFp16"]) == (16, 12)
 
 
 def test_infeasible_exit_2_reasons_on_stderr(tmp_path, capsys):
