@@ -114,7 +114,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 WATCH_SELECTORS: dict[tuple[str, str], str] = {
     (group, plural): f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     for group, plural in (("v1", "pods"), ("v1", "configmaps"), ("batch", "jobs"), ("apps", "deployments"),
-                          ("v1", "services"))
+                          ("v1", "services"), ("leaderworkerset.x-k8s.io", "leaderworkersets"))
 }
 
 
