@@ -131,8 +131,12 @@ def reserve_gib(profile: ModelProfile, tp: int, gpu_memory_gib: float) -> float:
     TP 2 on also NCCL's buffers and the CUDA graphs holding the all-reduce."""
     tokens = default_batched_tokens(gpu_memory_gib)
     comm = NCCL_RESERVE_GIB + CUDA_GRAPH_TP_RESERVE_GIB if tp > 1 else 0.0
-    return NON_TORCH_RESERVE_GIB + comm + ACTIVATION_BYTES_PER_TOKEN_FFN * tokens * profile.active_ffn \
-        / max(tp, 1) / GIB
+    # vLLM's fused MoE also holds every routed token's expert output before the weighted sum: its
+    # intermediate_cache3 of (tokens, top_k, hidden) in 16-bit, not split by TP — it dominates fine-grained MoE
+    # (DeepSeek: top 8 of 256 narrow experts), where the FFN-width term alone under-counts.
+    moe = 2.0 * tokens * profile.experts_per_token * profile.hidden_size if profile.is_moe else 0.0
+    return NON_TORCH_RESERVE_GIB + comm + (ACTIVATION_BYTES_PER_TOKEN_FFN * tokens * profile.active_ffn
+                                           / max(tp, 1) + moe) / GIB
 
 
 def _linear_bytes(in_f: int, out_f: int, fmt: WeightFormat) -> float:

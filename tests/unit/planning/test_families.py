@@ -203,3 +203,14 @@ def test_vocab_divisibility_after_padding():
                                 "vocab_size": 32000}, "t")
     assert tp_rejection(tiny, 3) == "vocabulary 32000 (padded to 32000) is not divisible by TP 3"
     assert tp_rejection(tiny, 2) is None
+
+
+def test_moe_reserve_counts_the_routed_outputs_vllm_holds():
+    from qmodel_operator.planning.memory import reserve_gib
+
+    ds = catalog()["deepseek-v3"]
+    # 1 GiB + 2.5 GiB (TP 8) + 10 B × 8192 × (8 × 2048 + 2048) / 8 + 2 B × 8192 tokens × top 8 × hidden 7168
+    expected = 1.0 + 2.5 + (10 * 8192 * 18432 / 8 + 2 * 8192 * 8 * 7168) / GIB
+    assert reserve_gib(ds, 8, 139.8) == pytest.approx(expected)
+    dense = catalog()["llama-3.1-8b"]
+    assert reserve_gib(dense, 1, 139.8) == pytest.approx(1.0 + 10 * 8192 * 14336 / GIB)
