@@ -14,7 +14,8 @@ from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, wait_for
 def test_hf_token_never_leaves_the_secret(kube: Kube, kubelet: Kubelet, operator: Operator, ns: str) -> None:
     token = "hf_" + secrets.token_urlsafe(24)
     kube.core.create_namespaced_secret(ns, {"metadata": {"name": "hf-token"}, "stringData": {"token": token}})
-    kube.create_qm(ns, "a", AWQ_SPEC)
+    # fallback [int8] only: after a quantize OOM no lighter rung remains, so the failed attempt stays failed
+    kube.create_qm(ns, "a", {**AWQ_SPEC, "quantization": {"method": "awq", "fallback": ["int8"]}})
 
     job = kube.wait_job(ns, "quantize")
     kubelet.finish(job, exit_code=137, reason="OOMKilled")  # a failed attempt: error paths log more
