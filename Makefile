@@ -10,7 +10,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch from the pinned release first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,quantize,evaluate]'
+	# llama-cpp-python is an sdist: llama.cpp compiles here (~4 min of 2 cores; pip caches the wheel). Portable x86-64
+	# flags (AVX2/FMA/F16C, not -march=native), no multimodal library: only what the GGUF jobs and server use.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PY) -m pip install -q -e '.[dev,quantize,evaluate,serve-cpu]'
 	$(PY) -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 	touch $@
 
