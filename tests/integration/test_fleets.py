@@ -1,5 +1,5 @@
-"""Plans the operator cannot serve yet, from the Nodes it reads: a CPU-only fleet (gguf) and a fleet of one-GPU
-nodes where a 70 B model needs pipeline parallelism across nodes (LeaderWorkerSet)."""
+"""Plans the operator cannot serve yet, from the Nodes it reads: a fleet of one-GPU nodes where a 70 B model needs
+pipeline parallelism across nodes (LeaderWorkerSet). The CPU-only fleet (gguf) is served: test_cpu_serving.py."""
 
 from __future__ import annotations
 
@@ -50,10 +50,3 @@ def test_pipeline_parallel_plan_is_unsupported_before_any_job(kube: Kube, ns: st
     assert kube.condition(ns, "llama", "Planned")["status"] == "True"
     assert kube.job_names(ns) == [] and not kube.apps.list_namespaced_deployment(ns).items
 
-
-def test_gguf_plan_on_cpu_nodes_is_unsupported(kube: Kube, ns: str) -> None:
-    kube.create_qm(ns, "small", {"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"},
-                                 "quantization": {"method": "gguf"}})
-    ready = kube.wait_condition(ns, "small", "Ready", "False", "Unsupported")
-    assert "gguf" in ready["message"] and "CPU serving is not built yet" in ready["message"]
-    assert kube.job_names(ns) == []
