@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .api.conditions import ConditionType, Reason, set_condition
+from .api.conditions import ConditionType, Reason, is_true, set_condition
 from .api.resource import SpecError, parse_spec
 from .api.spec import QuantizedModelSpec
 from .api.status import QuantizedModelStatus
@@ -42,10 +42,12 @@ from .kube.client import ApiError, Kube
 from .planning import ProfileError, fallback_ladder, fleet_from_nodes, plan, profile_for
 from .planning.stages import (
     ApplyDeployment,
+    ApplyLeaderWorkerSet,
     ApplyService,
     CreateEvaluateJob,
     CreateQuantizeJob,
     Decision,
+    DeleteWorkload,
     Observed,
     RecordArtifact,
     RecordEvaluation,
@@ -55,6 +57,7 @@ from .planning.stages import (
     build_rungs,
     condition_events,
     decide,
+    ladder_above,
     parse_time,
     transitions,
 )
@@ -70,11 +73,14 @@ from .resources import (
     endpoint,
 )
 from .resources.common import job_name
+from .resources.lws import LWS_API_VERSION, build_leader_worker_set, build_serving_workload
+from .resources.owned import owned_fields
 from .settings import Settings
 
 log = logging.getLogger("qmodel.reconcile")
 
-INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes")
+INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes",
+               "qmodel_lws", "qmodel_serving_pods")
 
 _STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
 
@@ -112,6 +118,8 @@ class Reconciler:
         self._sem = asyncio.Semaphore(max(1, settings.workers))
         self.ready = asyncio.Event()
         self._readiness: dict[tuple[str, str], bool] = {}  # for the qmodel_quantizedmodels gauge only
+        self._seen: set[str] = set()  # uids of objects this process reconciled (metrics only)
+        self._lifecycle_done: set[str] = set()  # uids whose creation → first Ready duration is recorded
 
     # -------------------------------------------------------------------------------------------- scheduling
 
@@ -209,13 +217,19 @@ class Reconciler:
 
         def hashes(target: ServingTarget) -> tuple[str, str]:
             assert spec is not None
-            dep = build_deployment(owner, spec, target.plan, artifact_uri=target.artifact_uri,
-                                   artifact_key=target.artifact_key)
-            return applied_hash(dep), applied_hash(build_service(owner))
+            workload = build_serving_workload(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                              artifact_key=target.artifact_key)
+            return applied_hash(workload), applied_hash(build_service(owner))
+
+        def owned(target: ServingTarget) -> dict[str, Any]:
+            assert spec is not None
+            return owned_fields(build_serving_workload(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                                       artifact_key=target.artifact_key))
 
         decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
-                          max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name))
+                          max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name),
+                          desired_owned=owned)
         if spec is not None:
             try:
                 await self._execute(owner, spec, generation, decision, observed)
@@ -253,10 +267,14 @@ class Reconciler:
         profile = profile_for(spec, config_json)
         fleet = fleet_from_nodes(obs.nodes(self.indexes))
         base = plan(spec, profile, fleet)
-        if not base.fits:
+        ladder = fallback_ladder(spec, base)
+        if not base.fits and not ladder:
+            # The planner computes a ladder only for a plan that fits: climb from an infeasible explicit method
+            # (e.g. awq with groupSize 256, which Marlin cannot run) through the higher rungs that fit.
+            ladder = [m for m in ladder_above(base.method) if plan(spec, profile, fleet, method=m).fits]
+        if not base.fits and not ladder:
             return [Rung(method=base.method, plan=base, artifact_key="", evaluation_key="")]
-        return build_rungs(spec, base, fallback_ladder(spec, base),
-                           lambda m: plan(spec, profile, fleet, method=m))
+        return build_rungs(spec, base, ladder, lambda m: plan(spec, profile, fleet, method=m))
 
     def _refused(self, decision: Decision, *, old_conditions: list[Any], exc: Exception, generation: int,
                  now: datetime) -> None:
@@ -328,6 +346,15 @@ class Reconciler:
             dep = build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri, artifact_key=t.artifact_key)
             await self._ensure_ours(owner, dep, observed.deployment is None)
             await ops.apply(self.kube, dep)
+        elif isinstance(action, ApplyLeaderWorkerSet):
+            t = action.target
+            lws = build_leader_worker_set(owner, spec, t.plan, artifact_uri=t.artifact_uri,
+                                          artifact_key=t.artifact_key)
+            await self._ensure_ours(owner, lws, observed.leader_worker_set is None)
+            await ops.apply(self.kube, lws)
+        elif isinstance(action, DeleteWorkload):
+            api_version = "apps/v1" if action.kind == "Deployment" else LWS_API_VERSION
+            await ops.delete(self.kube, api_version, action.kind, owner.namespace, action.name)
 
     def forget(self, namespace: str, name: str) -> None:
         self._readiness.pop((namespace, name), None)
@@ -345,24 +372,34 @@ class Reconciler:
             c.type == ConditionType.READY and c.status == "True" for c in new.conditions)
         self._count_ready()
         method = str(new.plan.method) if new.plan else ""
-        for prev, c in transitions(old.conditions, new.conditions):
+        uid = str((qm.get("metadata") or {}).get("uid") or f"{owner.namespace}/{owner.name}")
+        if uid not in self._seen:
+            # First sight of the object in this process: one that served before (an operator restart) has had
+            # its lifecycle recorded by an earlier process, or never will be; do not record it on a later flip.
+            self._seen.add(uid)
+            if old.serving_artifact is not None or is_true(old.conditions, ConditionType.READY):
+                self._lifecycle_done.add(uid)
+        for _, c in transitions(old.conditions, new.conditions):
             metrics.TRANSITIONS.labels(condition=c.type, status=c.status, reason=c.reason).inc()
-            if c.reason == Reason.ARTIFACT_REUSED:
-                metrics.ARTIFACTS_REUSED.inc()
-            started = parse_time(prev.last_transition_time) if prev is not None and prev.status != "True" else None
-            stage = {"Quantized": "quantize", "Evaluated": "evaluate", "Serving": "rollout"}.get(c.type)
-            if stage and started and (c.status == "True" or c.reason in (Reason.GATE_FAILED, Reason.FALLING_BACK)):
-                metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(
-                    max(0.0, (now - started).total_seconds()))
-            if c.type == ConditionType.READY and c.status == "True" and (prev is None or prev.status != "True"):
+            log.info("%s/%s %s=%s %s: %s", owner.namespace, owner.name, c.type, c.status, c.reason,
+                     c.message[:300])
+            if c.type == ConditionType.READY and c.status == "True" and uid not in self._lifecycle_done:
+                self._lifecycle_done.add(uid)
                 created = parse_time((qm.get("metadata") or {}).get("creationTimestamp"))
                 if created:
                     metrics.STAGE_DURATION.labels(stage="lifecycle", method=method).observe(
                         max(0.0, (now - created).total_seconds()))
+        for stage, seconds in metrics.stage_durations(old.conditions, new.conditions, now):
+            metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(seconds)
         old_outcomes = {attempt_identity(a): a.outcome for a in old.attempts}
         for a in new.attempts:
             was = old_outcomes.get(attempt_identity(a))
-            if was == a.outcome or a.evaluation_key is None:
+            if was == a.outcome:
+                continue
+            if was in (None, "Running") and a.outcome not in ("Running", "Superseded") \
+                    and a.artifact_key in decision.reused:
+                metrics.ARTIFACTS_REUSED.inc()  # one per attempt that used an existing artifact
+            if a.evaluation_key is None:
                 continue
             if a.outcome == "Passed":
                 metrics.GATE_RESULTS.labels(method=str(a.method), result="passed").inc()
@@ -396,6 +433,11 @@ def _describe(action: Any) -> str:
         return "applying the vLLM Deployment"
     if isinstance(action, ApplyService):
         return "applying the Service"
+    if isinstance(action, ApplyLeaderWorkerSet):
+        return ("applying the vLLM LeaderWorkerSet (API leaderworkerset.x-k8s.io/v1; a 404 means the "
+                "LeaderWorkerSet CRD is not installed)")
+    if isinstance(action, DeleteWorkload):
+        return f"deleting the previous {action.kind} {action.name}"
     return type(action).__name__
 
 

@@ -91,7 +91,9 @@ def test_gate_failures_walk_the_ladder_to_the_source(kube: Kube, kubelet: Kubele
     assert args[1] == "Qwen/Qwen2-7B-Instruct" and "--revision" in args
     env = {e.name: e for e in dep.spec.template.spec.containers[0].env}
     assert env["HF_TOKEN"].value_from.secret_key_ref.name == "hf-token"
-    status = kube.qm(ns, "qm")["status"]
+    # the reconcile writes status after it applied the Deployment: wait for that write
+    status = wait_for(lambda: (lambda s: s if len(s.get("attempts") or []) == 3 and s["attempts"][2]["outcome"]
+                               == "Passed" else None)(kube.qm(ns, "qm")["status"]), what="the third attempt")
     assert [(a["method"], a["outcome"]) for a in status["attempts"]] == [
         ("awq", "GateFailed"), ("int8", "GateFailed"), ("none", "Passed")]
     assert "0.70 > maxIncrease 0.3" in status["attempts"][0]["reason"]
@@ -224,6 +226,14 @@ def test_planning_failures_name_the_field_and_the_numbers(kube: Kube, ns: str) -
     kube.create_qm(ns, "unknown", {"model": {"source": "hf://nobody/unheard-of-model"}})
     invalid = kube.wait_condition(ns, "unknown", "Ready", "False", "InvalidSpec")
     assert "spec.model.source" in invalid["message"]
+    # an architecture the planner has no exact builder for: refused, naming the model_type and the supported list
+    kube.core.create_namespaced_config_map(ns, {"metadata": {"name": "mamba-config"}, "data": {"config.json": json.dumps(
+        {"model_type": "mamba", "num_hidden_layers": 64, "hidden_size": 2560, "vocab_size": 50280})}})
+    kube.create_qm(ns, "mamba", {"model": {"source": "hf://state-spaces/mamba-2.8b",
+                                           "configMapRef": {"name": "mamba-config"}}})
+    refused = kube.wait_condition(ns, "mamba", "Ready", "False", "InvalidSpec")
+    assert "model_type: 'mamba' is not a supported architecture; supported model types: deepseek_v2" \
+        in refused["message"], refused
     kube.create_qm(ns, "huge", {"model": {"source": "hf://meta-llama/Llama-3.1-70B-Instruct"},
                                 "quantization": {"method": "none"}, "serving": {"gpu": {"maxPerReplica": 1}}})
     infeasible = kube.wait_condition(ns, "huge", "Ready", "False", "Infeasible")

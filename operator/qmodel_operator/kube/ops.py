@@ -29,6 +29,8 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"):
+        "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets",
 }
 
 
@@ -89,6 +91,16 @@ async def apply(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply with the operator's field manager."""
     return dict(await kube.request("PATCH", object_path(obj), body=obj, content_type="application/apply-patch+yaml",
                                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
+
+
+async def delete(kube: Kube, api_version: str, kind: str, namespace: str, name: str) -> None:
+    """DELETE with background propagation (the garbage collector removes the pods); gone already is fine."""
+    path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"
+    try:
+        await kube.request("DELETE", path, body={"propagationPolicy": "Background"})
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 async def patch_status(kube: Kube, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """`qmodel plan`: exit codes, JSON output, input errors with field paths; in-process and as a subprocess."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def test_default_fleet_is_one_h100_node(tmp_path, capsys):
     f = manifest(tmp_path, {"model": {"source": "hf://meta-llama/Llama-3.1-405B"}})
     assert main(["plan", "-f", f, "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("fp8", "NVIDIA-H100-80GB-HBM3", 8)
+    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("awq", "NVIDIA-H100-80GB-HBM3", 4)
+    assert (plan["fp16GpusPerReplica"], plan["gpusSavedVsFp16"]) == (16, 12)
 
 
 def test_infeasible_exit_2_reasons_on_stderr(tmp_path, capsys):
@@ -58,6 +60,28 @@ def test_model_config_overrides_catalog(tmp_path, capsys):
     assert plan["parametersBillions"] < 0.01 and plan["modelProfile"] == "qwen2-7b"
 
 
+def test_unknown_model_type_exits_1_naming_the_supported_list(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "mamba", "num_hidden_layers": 2, "hidden_size": 256,
+                               "vocab_size": 1000}))
+    f = manifest(tmp_path, {"model": {"source": "hf://state-spaces/mamba-2.8b"}})
+    assert main(["plan", "-f", f, "--model-config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: config.json.model_type: 'mamba' is not a supported architecture; supported "
+                          "model types: deepseek_v2, deepseek_v3, gemma2, gemma3, gemma3_text, gpt_oss, llama, ")
+
+
+def test_table_shows_gpus_saved_and_a_prequantized_source(tmp_path, capsys):
+    f = manifest(tmp_path, {"model": {"source": "hf://meta-llama/Llama-3.1-405B"}})
+    assert main(["plan", "-f", f]) == 0
+    assert "fp16 would need  16 GPU(s) (12 saved)" in capsys.readouterr().out
+    f = manifest(tmp_path, {"model": {"source": "hf://openai/gpt-oss-120b"}})
+    assert main(["plan", "-f", f]) == 0
+    out = capsys.readouterr().out
+    assert "source           pre-quantized (mxfp4): served as stored, no quantize job" in out
+    assert "method           none (MXFP4 (experts) (pre-quantized mxfp4))" in out
+
+
 def test_single_node_and_table_output(tmp_path, capsys):
     items = yaml.safe_load((FLEETS / "l4.yaml").read_text())["items"]
     node = tmp_path / "node.yaml"
@@ -66,6 +90,27 @@ def test_single_node_and_table_output(tmp_path, capsys):
     assert main(["plan", "-f", f, "--nodes", str(node)]) == 0
     out = capsys.readouterr().out
     assert "method           none (BF16)" in out and "NVIDIA-L4" in out and "TP 1 × PP 1 = 1 GPU(s)" in out
+
+
+@pytest.mark.parametrize(("source", "method", "nodes", "served_as"), [
+    # 4-bit Qwen2-72B is legal only at TP 1 (Marlin) and needs 2 A100-40GB: PP 2 inside one node
+    ("hf://Qwen/Qwen2-72B-Instruct", "awq", [("a100-0", "NVIDIA-A100-SXM4-40GB", 8, 40960, (8, 0))],
+     "Deployment, 1 pod per replica (2 GPU(s))"),
+    ("hf://meta-llama/Llama-3.1-70B-Instruct", "none",
+     [(f"h100-{i}", "NVIDIA-H100-80GB-HBM3", 1, 81559, (9, 0)) for i in range(4)],
+     "LeaderWorkerSet, 2 pods per replica (1 leader + 1 worker(s)) x 1 GPU(s), 1 GPU(s) per node"),
+])
+def test_table_says_how_a_pipeline_parallel_replica_is_served(tmp_path, capsys, source, method, nodes, served_as):
+    from qmodel_operator.planning.fleet import node_object
+    path = tmp_path / "nodes.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                    "items": [node_object(*n) for n in nodes]}))
+    f = manifest(tmp_path, {"model": {"source": source}, "quantization": {"method": method},
+                            "serving": {"gpu": {"maxPerReplica": 4}}})
+    assert main(["plan", "-f", f, "--nodes", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "TP 1 × PP 2 = 2 GPU(s)" in out
+    assert re.search(r"^served as +" + re.escape(served_as) + "$", out, re.M), out
 
 
 @pytest.mark.parametrize(("spec", "top", "args", "message"), [
