@@ -127,6 +127,50 @@ class ApiServer:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         return {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(group, versions)}
 
+    async def _scale(self, request: web.Request, rt: Any, version: str, namespace: str | None,
+                     name: str) -> web.Response:
+        """A custom resource's scale subresource (autoscaling/v1 Scale) over its specReplicasPath."""
+        scale = rt.scale or {}
+        spec_path = scale.get("specReplicasPath", ".spec.replicas").lstrip(".").split(".")
+        if request.method in ("PUT", "PATCH"):
+            body = await self._body(request)
+            replicas: Any = None
+            if isinstance(body, list):  # JSON patch
+                for op in body:
+                    if op.get("path") == "/spec/replicas" and op.get("op") in ("replace", "add"):
+                        replicas = op.get("value")
+            elif isinstance(body, dict):
+                replicas = (body.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.ApiError(422, "Invalid", "Scale.spec.replicas: must be a non-negative integer")
+            patch: dict[str, Any] = {spec_path[-1]: replicas}
+            for part in reversed(spec_path[:-1]):
+                patch = {part: patch}
+            self.store.patch(rt, namespace, name, "application/merge-patch+json", patch, version=version,
+                             field_manager=request.query.get("fieldManager") or _default_manager(request))
+        elif request.method != "GET":
+            raise errors.method_not_allowed()
+        obj = self.store.get(rt, namespace, name)
+
+        def at(path: str | None) -> Any:
+            node: Any = obj
+            for part in (path or "").lstrip(".").split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            return node
+
+        md = obj["metadata"]
+        status: dict[str, Any] = {"replicas": int(at(scale.get("statusReplicasPath")) or 0)}
+        selector = at(scale.get("labelSelectorPath")) if scale.get("labelSelectorPath") else None
+        if selector:
+            status["selector"] = selector
+        return _json_response({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
+                         "resourceVersion": md.get("resourceVersion"),
+                         "creationTimestamp": md.get("creationTimestamp")},
+            "spec": {"replicas": int(at(scale.get("specReplicasPath", ".spec.replicas")) or 0)},
+            "status": status})
+
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         types = self.store.registry.in_group_version(group, version)
         if not types:
@@ -146,6 +190,10 @@ class ApiServer:
             for sub in rt.subresources:
                 resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get"]})
+            if rt.scale is not None:
+                resources.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
+                                  "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                  "verbs": ["get", "patch", "update"]})
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
@@ -190,6 +238,8 @@ class ApiServer:
         sub = rest[2] if len(rest) >= 3 else None
         if len(rest) > 3:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if sub == "scale" and rt.scale is not None and name is not None:
+            return await self._scale(request, rt, version, namespace, name)
         if sub is not None and sub != "status" and sub not in rt.subresources:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub == "status" and not rt.status:

@@ -41,7 +41,7 @@ from .resources.common import (
     LABEL_RECORD,
     MANAGED_BY,
 )
-from .resources.records import RECORD_EVALUATION
+from .resources.records import RECORD_ARTIFACT, RECORD_EVALUATION
 from .settings import Settings
 
 log = logging.getLogger("qmodel.handlers")
@@ -194,6 +194,13 @@ def qmodel_records(**kw: Any) -> dict[Any, Any]:
     if not key or result is None:
         return {}
     return {(namespace, kind, key): result}
+
+
+@kopf.index("v1", "configmaps", labels={LABEL_RECORD: RECORD_ARTIFACT, LABEL_QM: kopf.PRESENT})
+def qmodel_artifact_records(**kw: Any) -> dict[Any, Any]:
+    """Artifact records by the QuantizedModel that recorded them (spec.storage.retention collects those)."""
+    namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
+    return {(namespace, labels[LABEL_QM]): obs.artifact_record_summary(body)}
 
 
 @kopf.index("v1", "nodes")

@@ -29,6 +29,11 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    ("keda.sh/v1alpha1", "ScaledObject"): "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects",
+    ("inference.networking.k8s.io/v1", "InferencePool"):
+        "/apis/inference.networking.k8s.io/v1/namespaces/{ns}/inferencepools",
 }
 
 
@@ -121,3 +126,23 @@ async def post_event(kube: Kube, qm: dict[str, Any], *, type_: str, reason: str,
         await kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
     except ApiError as exc:  # events are best effort
         log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc.status)
+
+
+async def delete_if_present(kube: Kube, api_version: str, kind: str, namespace: str, name: str) -> bool:
+    """DELETE one object; True if deleted, False if it was already gone (404) or its kind is not served."""
+    path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"
+    try:
+        await kube.request("DELETE", path)
+        return True
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+async def delete_labelled(kube: Kube, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> None:
+    """DELETE the collection of ``kind`` objects matching ``selector`` (dependents deleted in the background)."""
+    path = _PATHS[(api_version, kind)].format(ns=namespace)
+    query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items()))),
+             ("propagationPolicy", "Background")]
+    await kube.request("DELETE", path, query=query)

@@ -40,15 +40,14 @@ from .locations import (
     hf_token_env,
     models_mount,
     models_volume,
+    s3_env,
     serving_source,
     shm_mount,
     shm_volume,
 )
+from .serving_pod import customize_pod, probes
 
 VLLM_PORT = 8000
-# Large checkpoints take minutes to load: allow 10 s x 180 = 30 min before the startup probe gives up.
-STARTUP_PERIOD_SECONDS = 10
-STARTUP_FAILURE_THRESHOLD = 180
 
 
 def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) -> list[str]:
@@ -65,6 +64,8 @@ def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) ->
         args += ["--kv-cache-dtype", "fp8"]
     if method is Method.NF4:
         args += ["--quantization", "bitsandbytes"]
+    if model.startswith("s3://"):
+        args += ["--load-format", "runai_streamer"]  # vLLM streams safetensors straight from object storage
     args += list(spec.serving.extra_args)
     return args
 
@@ -81,11 +82,12 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
                      artifact_key: str) -> dict[str, Any]:
     model, loc = serving_model(spec, plan, artifact_uri)
     gpus = max(0, plan.gpus_per_replica) if plan.gpu_product else 0
-    probe = {"httpGet": {"path": "/health", "port": VLLM_PORT}}
     env = [{"name": "HF_HOME", "value": hf_home(spec)}]
     if plan.method in (Method.NONE, Method.NF4):
         env = [*hf_token_env(spec), *env]
-    mounts = [models_mount(read_only=True), shm_mount(), *(loc.mounts if loc else [])]
+    if model.startswith("s3://"):
+        env = [*s3_env(spec), *env]
+    mounts = [models_mount(read_only=True, spec=spec), shm_mount(), *(loc.mounts if loc else [])]
     volumes = [models_volume(spec, read_only=True), shm_volume(), *(loc.volumes if loc else [])]
     container = {
         "name": "vllm",
@@ -95,10 +97,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "env": env,
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": resource_requirements(spec.serving.resources, gpus),
-        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 5},
-        "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS,
-                         "failureThreshold": STARTUP_FAILURE_THRESHOLD},
+        **probes(plan),
         "volumeMounts": mounts,
     }
     pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes,
@@ -113,6 +112,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(VLLM_PORT),
                         "prometheus.io/path": "/metrics"},
     }
+    customize_pod(spec, pod_spec, pod_meta)
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
