@@ -5,6 +5,7 @@
 For each (model × GPU product × maxModelLen), on a pool of 4 nodes × 8 GPUs of that product:
 
 * ours auto   — `qmodel plan` with method auto and the default budget (maxPerReplica 8): method, TP × PP
+                (fewest GPUs first, then the highest precision on that count; a pre-quantized source: its format)
 * ours 4-bit  — the same with method awq (gptq for MoE): GPUs per replica
 * fp16        — our memory model, bf16 only, no GPU budget: smallest legal TP (then PP)
 * KAITO       — floor(bf16 GiB × 1.02 / ((GPU GiB × 0.84 − 2.3 − KV(maxModelLen) GiB / GPUs per node) / 1.05)) + 1,
@@ -25,9 +26,12 @@ from qmodel_operator.api.spec import Method
 from qmodel_operator.planning import fleet_from_nodes, get_profile, plan
 from qmodel_operator.planning.fleet import node_object
 from qmodel_operator.planning.memory import GIB, weight_bytes_per_gpu, weight_format
-from qmodel_operator.planning.profiles import kv_bytes_per_token
+from qmodel_operator.planning.planner import rung_format
+from qmodel_operator.planning.profiles import kv_bytes_for
 
-MODELS = ["qwen2-7b", "llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b", "qwen2-72b", "llama-3.1-405b"]
+MODELS = ["qwen2-7b", "llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b", "qwen2-72b", "llama-3.1-405b",
+          # planner v2 families (issue 11)
+          "gemma-2-27b", "qwen3-30b-a3b", "deepseek-v2-lite", "gpt-oss-120b", "deepseek-v3"]
 PRODUCTS = [("NVIDIA-L4", 23034, (8, 9)), ("NVIDIA-A100-SXM4-80GB", 81920, (8, 0)),
             ("NVIDIA-H100-80GB-HBM3", 81559, (9, 0)), ("NVIDIA-H200", 143771, (9, 0))]
 LENGTHS = [4096, 32768]
@@ -65,9 +69,9 @@ def main() -> None:
                 auto = plan(spec, profile, fleet)
                 timings.append(time.perf_counter() - t0)
                 four = plan(spec, profile, fleet, method=Method.GPTQ if profile.is_moe else Method.AWQ)
-                kv_gib = length * kv_bytes_per_token(profile) / GIB
+                kv_gib = kv_bytes_for(profile, length) / GIB  # sliding windows capped, MLA latent
                 bf16_gib = weight_bytes_per_gpu(profile, weight_format(Method.NONE)) / GIB
-                plan_fmt = weight_format(auto.method, 128, cc) if auto.fits else weight_format(Method.NONE)
+                plan_fmt = rung_format(auto.method, profile, 128, cc) if auto.fits else weight_format(Method.NONE)
                 plan_gib = weight_bytes_per_gpu(profile, plan_fmt) / GIB
                 kaito = kaito_gpus(bf16_gib, mib / 1024, kv_gib)
                 lb_bf16 = math.ceil((bf16_gib + kv_gib) / (gpu_gib * UTIL))

@@ -3,7 +3,7 @@
 * QuantizedModel create/update/resume → reconcile; its DELETED watch event → drop the object's metric series. No
   finalizer is ever added (the garbage collector removes the children through their ownerReferences), and without
   one Kopf calls no ``on.delete`` handler, so the watch event is what tells the operator an object is gone.
-* Events of our Jobs, their Pods and our Deployments → reconcile of the owner (named by the
+* Events of our Jobs, their Pods, our Deployments and LeaderWorkerSets → reconcile of the owner (named by the
   ``qmodel.io/owner-name`` annotation the builders put on them), so progress never waits for the resync.
 * A periodic resync (``QMODEL_RESYNC_SECONDS``) reconciles every QuantizedModel. It is a plain task rather than
   ``kopf.timer`` because Kopf puts a finalizer on every object that has a timer, and a finalizer nobody removes
@@ -146,6 +146,7 @@ async def quantizedmodel_deleted(**kwargs: Any) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
+@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=OURS)
 @kopf.on.event("v1", "pods", labels=JOB_PODS)
 async def child_changed(**kwargs: Any) -> None:
     _trigger(kwargs["namespace"], kwargs["annotations"].get(ANNOTATION_OWNER_NAME), kwargs)
@@ -175,6 +176,13 @@ def qmodel_pods(**kw: Any) -> dict[Any, Any]:
 def qmodel_deploys(**kw: Any) -> dict[Any, Any]:
     namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
     return {(namespace, labels.get(LABEL_QM)): obs.deployment_summary(body)}
+
+
+@kopf.index("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=OURS)
+def qmodel_lws(**kw: Any) -> dict[Any, Any]:
+    """Multi-node replicas. Without the LeaderWorkerSet CRD in the cluster Kopf warns once and watches nothing."""
+    namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
+    return {(namespace, labels.get(LABEL_QM)): obs.lws_summary(body)}
 
 
 @kopf.index("v1", "services", labels=OURS)

@@ -45,10 +45,12 @@ from .planning.provenance import provenance
 from .planning.retention import ArtifactRecordInfo, collectable
 from .planning.stages import (
     ApplyDeployment,
+    ApplyLeaderWorkerSet,
     ApplyService,
     CreateEvaluateJob,
     CreateQuantizeJob,
     Decision,
+    DeleteWorkload,
     Event,
     Observed,
     RecordArtifact,
@@ -76,12 +78,13 @@ from .resources import (
 from .resources.cleanup import COMPONENT_CLEANUP, build_cleanup_job
 from .resources.common import LABEL_ARTIFACT_KEY, LABEL_QM, job_name, label_value
 from .resources.extras import desired_children, plan_children, selector_string
+from .resources.lws import LWS_API_VERSION, build_leader_worker_set, build_serving_workload
 from .settings import Settings
 
 log = logging.getLogger("qmodel.reconcile")
 
 INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes",
-               "qmodel_artifact_records")
+               "qmodel_artifact_records", "qmodel_lws")
 
 _STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
 
@@ -221,9 +224,9 @@ class Reconciler:
 
         def hashes(target: ServingTarget) -> tuple[str, str]:
             assert spec is not None
-            dep = build_deployment(owner, spec, target.plan, artifact_uri=target.artifact_uri,
-                                   artifact_key=target.artifact_key)
-            return applied_hash(dep), applied_hash(build_service(owner))
+            workload = build_serving_workload(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                              artifact_key=target.artifact_key)
+            return applied_hash(workload), applied_hash(build_service(owner))
 
         decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
@@ -369,16 +372,26 @@ class Reconciler:
             dep = build_deployment(owner, spec, t.plan, artifact_uri=t.artifact_uri, artifact_key=t.artifact_key)
             await self._ensure_ours(owner, dep, observed.deployment is None)
             await ops.apply(self.kube, dep)
+        elif isinstance(action, ApplyLeaderWorkerSet):
+            t = action.target
+            lws = build_leader_worker_set(owner, spec, t.plan, artifact_uri=t.artifact_uri,
+                                          artifact_key=t.artifact_key)
+            await self._ensure_ours(owner, lws, observed.leader_worker_set is None)
+            await ops.apply(self.kube, lws)
+        elif isinstance(action, DeleteWorkload):
+            api_version = "apps/v1" if action.kind == "Deployment" else LWS_API_VERSION
+            await ops.delete(self.kube, api_version, action.kind, owner.namespace, action.name)
 
     async def _serving_children(self, owner: Owner, spec: QuantizedModelSpec, decision: Decision) -> None:
         """PDB, autoscaler and InferencePool (resources/extras.py): apply what changed, delete what was turned off."""
         st = decision.status
         st.selector = selector_string(owner)
-        serving = st.served_plan is not None or any(isinstance(a, ApplyDeployment) for a in decision.actions)
+        serving = st.served_plan is not None or any(isinstance(a, ApplyDeployment | ApplyLeaderWorkerSet)
+                                                    for a in decision.actions)
         desired = desired_children(owner, spec, st.served_plan) if serving and not spec.suspend else []
         todo = plan_children(list(st.children), desired)
         for ref in todo.delete:
-            await ops.delete_if_present(self.kube, ref.api_version, ref.kind, owner.namespace, ref.name)
+            await ops.delete(self.kube, ref.api_version, ref.kind, owner.namespace, ref.name)
         st.children = [r for r in st.children if r not in todo.delete]
         for obj in todo.apply:
             try:
@@ -488,6 +501,11 @@ def _describe(action: Any) -> str:
         return "applying the vLLM Deployment"
     if isinstance(action, ApplyService):
         return "applying the Service"
+    if isinstance(action, ApplyLeaderWorkerSet):
+        return ("applying the vLLM LeaderWorkerSet (API leaderworkerset.x-k8s.io/v1; a 404 means the "
+                "LeaderWorkerSet CRD is not installed)")
+    if isinstance(action, DeleteWorkload):
+        return f"deleting the previous {action.kind} {action.name}"
     return type(action).__name__
 
 

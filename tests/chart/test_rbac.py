@@ -41,6 +41,16 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
     ("apps", "deployments", "get"): (RECONCILE, r'await self\._ensure_ours\(owner, dep,'),  # ops.get_object
     ("apps", "deployments", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, (dep|build_deployment)'),
     ("apps", "deployments", "create"): (RECONCILE, r'ops\.apply\(self\.kube, (dep|build_deployment)'),
+    ("apps", "deployments", "delete"): (RECONCILE, r'ops\.delete\(self\.kube, api_version, action\.kind'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "list"):
+        (HANDLERS, r'@kopf\.index\("leaderworkerset\.x-k8s\.io", "v1", "leaderworkersets"'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "watch"):
+        (HANDLERS, r'@kopf\.(index|on\.event)\("leaderworkerset\.x-k8s\.io", "v1", "leaderworkersets"'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "get"): (RECONCILE, r'await self\._ensure_ours\(owner, lws,'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "patch"): (RECONCILE, r'ops\.apply\(self\.kube, lws\)'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "create"): (RECONCILE, r'ops\.apply\(self\.kube, lws\)'),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "delete"):
+        (RECONCILE, r'ops\.delete\(self\.kube, api_version, action\.kind'),
     ("", "services", "list"): (HANDLERS, r'@kopf\.index\("v1", "services"'),
     ("", "services", "watch"): (HANDLERS, r'@kopf\.index\("v1", "services"'),
     ("", "services", "get"): (RECONCILE, r'await self\._ensure_ours\(owner, svc,'),  # ops.get_object
@@ -65,7 +75,7 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
                                ("keda.sh", "scaledobjects"), ("inference.networking.k8s.io", "inferencepools"))
        for verb, pattern in (("create", r"await ops\.apply\(self\.kube, obj\)"),
                              ("patch", r"await ops\.apply\(self\.kube, obj\)"),
-                             ("delete", r"ops\.delete_if_present\(self\.kube, ref\.api_version"))},
+                             ("delete", r"ops\.delete\(self\.kube, ref\.api_version"))},
     ("batch", "jobs", "deletecollection"): (RECONCILE, r'delete_labelled\(self\.kube, "batch/v1", "Job"'),
     ("", "configmaps", "deletecollection"): (RECONCILE, r'delete_labelled\(self\.kube, "v1", "ConfigMap"'),
 }

@@ -1,5 +1,6 @@
-"""Plans the operator cannot serve yet, from the Nodes it reads: a CPU-only fleet (gguf) and a fleet of one-GPU
-nodes where a 70 B model needs pipeline parallelism across nodes (LeaderWorkerSet)."""
+"""Fleets read from Nodes: a CPU-only fleet (gguf), and one-GPU nodes where a 70 B model needs pipeline
+parallelism across nodes — a LeaderWorkerSet, whose CRD this cluster lacks (served with it:
+tests/integration/test_topologies.py)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluste
     c.stop()
 
 
-def test_pipeline_parallel_plan_is_unsupported_before_any_job(kube: Kube, ns: str) -> None:
+def test_multi_node_plan_without_the_leader_worker_set_crd_says_so(kube: Kube, ns: str) -> None:
+    """This cluster has no LeaderWorkerSet CRD: the operator runs (Kopf only warns), and a plan that needs one
+    ends in Ready=False naming what is missing instead of retrying silently."""
     kube.create_qm(ns, "llama", {"model": {"source": "hf://meta-llama/Llama-3.1-70B-Instruct"},
                                  "quantization": {"method": "none"}, "serving": {"gpu": {"maxPerReplica": 4}}})
-    ready = kube.wait_condition(ns, "llama", "Ready", "False", "Unsupported")
-    assert "pipeline parallelism 2" in ready["message"] and "LeaderWorkerSet" in ready["message"]
+    ready = kube.wait_condition(ns, "llama", "Ready", "False", "ApiError")
+    assert "LeaderWorkerSet CRD is not installed" in ready["message"] and "404" in ready["message"]
     plan = kube.qm(ns, "llama")["status"]["plan"]
-    assert plan["pipelineParallelSize"] == 2 and plan["tensorParallelSize"] == 1
-    assert kube.condition(ns, "llama", "Planned")["status"] == "True"
-    assert kube.job_names(ns) == [] and not kube.apps.list_namespaced_deployment(ns).items
+    assert (plan["tensorParallelSize"], plan["pipelineParallelSize"], plan["gpusPerNode"]) == (1, 2, 1)
+    assert kube.condition(ns, "llama", "Serving")["reason"] == "ApiError"
+    assert not kube.apps.list_namespaced_deployment(ns).items
 
 
 def test_gguf_plan_on_cpu_nodes_is_unsupported(kube: Kube, ns: str) -> None:

@@ -108,6 +108,11 @@ class Quantization(Model):
     fallback: list[Method] | None = Field(
         default=None, max_length=7,
         description="Ladder tried when the gate fails (default derived from the method).")
+    auto_preference: Literal["fewestGPUs", "highestPrecision"] = Field(
+        default="fewestGPUs",
+        description="method auto: fewestGPUs plans the fewest GPUs per replica first (quantizing before adding "
+                    "tensor parallelism), then the highest precision that fits on that count; highestPrecision "
+                    "plans the highest precision that fits within serving.gpu.maxPerReplica GPUs.")
 
 
 class Perplexity(Model):

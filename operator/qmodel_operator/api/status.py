@@ -29,6 +29,9 @@ class Plan(Model):
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     gpus_per_replica: int = 0
+    gpus_per_node: int | None = Field(default=None, description=(
+        "GPUs per node of the chosen pool. A replica needing more GPUs than this is served by a LeaderWorkerSet "
+        "of several pods (one per node, whole pipeline stages each); otherwise by one pod of a Deployment."))
     memory_per_gpu_gi_b: float = Field(default=0.0, alias="memoryPerGpuGiB")
     kv_cache_tokens: int = 0
     fits: bool = False
@@ -40,6 +43,23 @@ class Plan(Model):
     reserve_gi_b: float | None = Field(default=None, alias="reserveGiB")
     budget_per_gpu_gi_b: float | None = Field(default=None, alias="budgetPerGpuGiB")
     fp16_gpus_per_replica: int | None = Field(default=None, description="GPUs the same model needs unquantized.")
+    gpus_saved_vs_fp16: int | None = Field(
+        default=None,
+        description="fp16GpusPerReplica minus gpusPerReplica: GPUs per replica the chosen precision saves.")
+    quantize_host_memory_gi_b: float | None = Field(
+        default=None, alias="quantizeHostMemoryGiB",
+        description="Host memory the quantize Job requests (the bf16 model plus calibration state).")
+    quantize_gpu_memory_gi_b: float | None = Field(
+        default=None, alias="quantizeGpuMemoryGiB", description="GPU memory the quantize Job is expected to peak at.")
+    calibration_samples: int | None = Field(
+        default=None, description="Calibration samples the quantize Job uses (capped when AWQ's activation cache "
+                                  "would not fit the GPU).")
+    evaluate_gpus: int | None = Field(
+        default=None, description="GPUs the evaluate Job asks for: the FP16 baseline's, at most one node's.")
+    source_quantization: str | None = Field(
+        default=None, max_length=64,
+        description="The source checkpoint is already quantized (its quant_method): served as stored, no "
+                    "quantize Job.")
     compute_capability: str | None = Field(default=None, max_length=8)
     model_profile: str | None = Field(default=None, max_length=128)
     parameters_billions: float | None = None

@@ -122,12 +122,15 @@ def render_table(p: Plan, fleet: Fleet) -> str:
         ("fits", "yes" if p.fits else "NO"),
         ("method", f"{p.method} ({p.scheme})" if p.scheme else str(p.method)),
         ("gpu", f"{p.gpu_product} (compute capability {p.compute_capability})" if p.gpu_product else "none (CPU)"),
+        *([("source", f"pre-quantized ({p.source_quantization}): served as stored, no quantize job")]
+          if p.source_quantization else []),
         ("parallelism", f"TP {p.tensor_parallel_size} × PP {p.pipeline_parallel_size} = "
                         f"{p.gpus_per_replica} GPU(s) per replica"),
     ]
     if p.fits:
         rows += [
-            ("fp16 would need", f"{p.fp16_gpus_per_replica} GPU(s)" if p.fp16_gpus_per_replica else "-"),
+            ("fp16 would need", (f"{p.fp16_gpus_per_replica} GPU(s)" if p.fp16_gpus_per_replica else "-")
+             + (f" ({p.gpus_saved_vs_fp16} saved)" if p.gpus_saved_vs_fp16 else "")),
             ("per GPU" if p.gpus_per_replica else "per replica (CPU)", f"{gib(p.weights_per_gpu_gi_b)} weights + {gib(p.kv_cache_per_gpu_gi_b)} KV + "
                         f"{gib(p.reserve_gi_b)} reserve = {gib(p.memory_per_gpu_gi_b)} of "
                         f"{gib(p.budget_per_gpu_gi_b)} budget"),

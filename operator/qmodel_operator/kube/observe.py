@@ -7,6 +7,7 @@ never reconciles from a half-listed cluster) of what it needs, each reduced to a
                       quantize Jobs also ``(namespace, "artifact", key)`` (in-flight artifacts of other objects)
 * ``qmodel_pods``     Pods of those Jobs, keyed ``(namespace, job name)``               → ``pod_summary``
 * ``qmodel_deploys``  Deployments with our label, keyed ``(namespace, qm label)``       → ``deployment_summary``
+* ``qmodel_lws``      LeaderWorkerSets with our label, keyed ``(namespace, qm label)`` → ``lws_summary``
 * ``qmodel_services`` Services with our label, keyed ``(namespace, qm label)``          → applied hash
 * ``qmodel_records``  artifact/evaluation record ConfigMaps, keyed ``(namespace, kind, key)`` → result dict
 * ``qmodel_nodes``    Nodes, keyed ``None``                                            → ``node_summary``
@@ -34,6 +35,7 @@ from ..resources.common import (
     deployment_name,
     label_value,
 )
+from ..resources.lws import lws_name
 from ..resources.records import read_record
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -135,6 +137,20 @@ def deployment_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def lws_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A LeaderWorkerSet in the Deployment summary's shape: its replicas are groups, a group is ready when all its
+    pods are (the LeaderWorkerSet controller's ``readyReplicas``), and a ready group is an available replica.
+    LeaderWorkerSet releases before ``status.observedGeneration`` existed leave it out: then the updated count
+    alone tells the rollout."""
+    out = deployment_summary(body)
+    status = body.get("status") or {}
+    if "observedGeneration" not in status:
+        out["observedGeneration"] = out["generation"]
+    out["availableReplicas"] = out["readyReplicas"]
+    out["kind"] = "LeaderWorkerSet"
+    return out
+
+
 def service_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     return {"name": meta.get("name", ""), "hash": (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)}
@@ -219,11 +235,19 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
                                        observed_generation=d["observedGeneration"], spec_replicas=d["specReplicas"],
                                        replicas=d["replicas"], updated_replicas=d["updatedReplicas"],
                                        ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"])
+    lws = None
+    for d in _values(indexes.get("qmodel_lws"), (namespace, qm)):
+        if d["name"] == lws_name(name):
+            lws = DeploymentObs(name=d["name"], applied_hash=d["hash"], generation=d["generation"],
+                                observed_generation=d["observedGeneration"], spec_replicas=d["specReplicas"],
+                                replicas=d["replicas"], updated_replicas=d["updatedReplicas"],
+                                ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"],
+                                kind="LeaderWorkerSet")
     service_hash = None
     for s in _values(indexes.get("qmodel_services"), (namespace, qm)):
         service_hash = s["hash"]
     return Observed(jobs=tuple(jobs), artifacts=artifacts, evaluations=evaluations, deployment=deployment,
-                    service_hash=service_hash, foreign_jobs=tuple(foreign))
+                    service_hash=service_hash, foreign_jobs=tuple(foreign), leader_worker_set=lws)
 
 
 def nodes(indexes: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -239,10 +263,10 @@ def artifact_record_summary(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def namespace_artifact_references(indexes: Mapping[str, Any], namespace: str) -> set[str]:
-    """Artifact keys a Deployment in ``namespace`` serves or a running Job there quantizes/evaluates (retention's
+    """Artifact keys a Deployment or LeaderWorkerSet in ``namespace`` serves or a running Job there reads (retention's
     guard)."""
     out: set[str] = set()
-    for name in ("qmodel_deploys", "qmodel_jobs"):
+    for name in ("qmodel_deploys", "qmodel_lws", "qmodel_jobs"):
         index = indexes.get(name)
         if index is None:
             continue

@@ -34,6 +34,8 @@ _PATHS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects",
     ("inference.networking.k8s.io/v1", "InferencePool"):
         "/apis/inference.networking.k8s.io/v1/namespaces/{ns}/inferencepools",
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"):
+        "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets",
 }
 
 
@@ -96,6 +98,16 @@ async def apply(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
                                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
 
 
+async def delete(kube: Kube, api_version: str, kind: str, namespace: str, name: str) -> None:
+    """DELETE with background propagation (the garbage collector removes the pods); gone already is fine."""
+    path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"
+    try:
+        await kube.request("DELETE", path, body={"propagationPolicy": "Background"})
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+
+
 async def patch_status(kube: Kube, namespace: str, name: str, status: dict[str, Any]) -> None:
     await kube.request("PATCH", qm_path(namespace, name) + "/status", body={"status": status},
                        content_type="application/merge-patch+json", resource=PLURAL + "/status")
@@ -126,18 +138,6 @@ async def post_event(kube: Kube, qm: dict[str, Any], *, type_: str, reason: str,
         await kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
     except ApiError as exc:  # events are best effort
         log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc.status)
-
-
-async def delete_if_present(kube: Kube, api_version: str, kind: str, namespace: str, name: str) -> bool:
-    """DELETE one object; True if deleted, False if it was already gone (404) or its kind is not served."""
-    path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"
-    try:
-        await kube.request("DELETE", path)
-        return True
-    except ApiError as exc:
-        if exc.status == 404:
-            return False
-        raise
 
 
 async def delete_labelled(kube: Kube, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from ..api.spec import Method
-from .profiles import Linear, ModelProfile, kv_bytes_per_token
+from .profiles import Linear, ModelProfile, SourceFormat, kv_bytes_per_token
 
 GIB = float(1 << 30)
 
@@ -30,6 +30,14 @@ GIB = float(1 << 30)
 # The non-torch part is REFERENCE.md's "calibrate from vLLM's startup log" share, 1 GiB until calibrated.
 NON_TORCH_RESERVE_GIB = 1.0
 ACTIVATION_BYTES_PER_TOKEN_FFN = 10.0
+# Tensor parallelism adds, per GPU, NCCL's communicator buffers: vLLM's own memory profile of Llama-3-8B shows
+# non_torch_memory 1.79 GiB at TP 1 and 3.58 GiB at TP 2 (vllm-project/vllm pull request #10511, "[core] overhaul
+# memory profiling", 2024-12-14), about 2 GiB per GPU; NCCL keeps them for the communicator's lifetime.
+NCCL_RESERVE_GIB = 2.0
+# ... and the CUDA graphs captured with the all-reduce inside them: vLLM profiles CUDA graph memory before sizing
+# the KV cache (default since v0.21, pull request #30515); logs at TP 2 show "Estimated CUDA graph memory:
+# 0.36 GiB total" (gpustack/runner pull request #251, vLLM 0.27.1). 0.5 GiB bounds it.
+CUDA_GRAPH_TP_RESERVE_GIB = 0.5
 # vLLM V1's default max_num_batched_tokens for the OpenAI server: 8192 on GPUs of ≥ 70 GiB, else 2048.
 LARGE_GPU_GIB = 70.0
 # The reserve of a dense 8B-class model at TP 1 on a large GPU (kept for docs and quick estimates).
@@ -47,7 +55,7 @@ class WeightFormat:
     method: Method
     scheme: str
     weight_bits: float
-    group_size: int | None  # None: one scale per output channel; 0: no scales (16-bit)
+    group_size: int | None  # None: one scale per output channel; 0: one per tensor (16-bit: none)
     zero_point_bits: int = 0  # per group (asymmetric)
     scale_bits: int = 16
     marlin: bool = False  # weight-only kernel with Marlin's shape rules
@@ -55,6 +63,9 @@ class WeightFormat:
     flat_bits_per_param: float | None = None  # nf4 / gguf: one average over the tensors it covers
     quantizes_embeddings: bool = False
     cpu: bool = False
+    roles: frozenset[str] | None = None  # Linear roles stored in this format (None: every quantizable one)
+    block: tuple[int, int] | None = None  # block-wise scales (rows × columns per scale)
+    prequantized: str | None = None  # the source checkpoint's quant_method: served as stored, no quantize Job
 
     @property
     def bits_label(self) -> str:
@@ -63,6 +74,10 @@ class WeightFormat:
     @property
     def is_4bit(self) -> bool:
         return self.weight_bits < 8
+
+    def stores(self, lin: Linear) -> bool:
+        """Whether ``lin`` is stored in this format (else 16-bit)."""
+        return lin.quantized and (self.roles is None or lin.role in self.roles)
 
 
 def weight_format(method: Method, group_size: int = 128, cc: tuple[int, int] = (9, 0),
@@ -88,19 +103,40 @@ def weight_format(method: Method, group_size: int = 128, cc: tuple[int, int] = (
     raise ValueError(f"unknown method {method!r}")
 
 
+# Minimum compute capability vLLM needs for each pre-quantized format (REFERENCE.md; MXFP4 runs through Marlin
+# or Triton kernels from Ampere on).
+_SOURCE_MIN_CC: dict[str, tuple[int, int]] = {
+    "awq": (7, 5), "gptq": (7, 0), "fp8": (8, 0), "mxfp4": (8, 0), "compressed-tensors": (7, 5),
+}
+
+
+def source_weight_format(sf: SourceFormat, cc: tuple[int, int] = (9, 0)) -> WeightFormat:
+    """The serving format of a pre-quantized checkpoint, as stored (method ``none``: nothing to quantize)."""
+    min_cc = _SOURCE_MIN_CC.get(sf.quant_method, (7, 0))
+    if sf.weight_bits == 8 and sf.activations_8bit and sf.quant_method != "fp8" and "FP" not in sf.scheme:
+        min_cc = (7, 5)  # INT8 W8A8
+    return WeightFormat(Method.NONE, f"{sf.scheme} (pre-quantized {sf.quant_method})", sf.weight_bits,
+                        sf.group_size, zero_point_bits=sf.zero_point_bits, scale_bits=sf.scale_bits,
+                        marlin=sf.marlin or (sf.weight_bits == 8 and "FP" in sf.scheme.upper() and cc < (8, 9)),
+                        min_cc=min_cc, roles=sf.roles, block=sf.block, prequantized=sf.quant_method)
+
+
 def default_batched_tokens(gpu_memory_gib: float) -> int:
     """vLLM's default ``max_num_batched_tokens`` for ``vllm serve`` on a GPU of this size."""
     return 8192 if gpu_memory_gib >= LARGE_GPU_GIB else 2048
 
 
 def reserve_gib(profile: ModelProfile, tp: int, gpu_memory_gib: float) -> float:
-    """Activation peak of vLLM's profiling pass (per GPU: the FFN is split by TP) plus non-torch memory."""
-    if profile.is_moe:
-        ffn = profile.experts_per_token * profile.expert_intermediate + profile.shared_expert_intermediate_size
-    else:
-        ffn = profile.intermediate_size
+    """Activation peak of vLLM's profiling pass (per GPU: the FFN is split by TP) plus non-torch memory; from
+    TP 2 on also NCCL's buffers and the CUDA graphs holding the all-reduce."""
     tokens = default_batched_tokens(gpu_memory_gib)
-    return NON_TORCH_RESERVE_GIB + ACTIVATION_BYTES_PER_TOKEN_FFN * tokens * ffn / max(tp, 1) / GIB
+    comm = NCCL_RESERVE_GIB + CUDA_GRAPH_TP_RESERVE_GIB if tp > 1 else 0.0
+    # vLLM's fused MoE also holds every routed token's expert output before the weighted sum: its
+    # intermediate_cache3 of (tokens, top_k, hidden) in 16-bit, not split by TP — it dominates fine-grained MoE
+    # (DeepSeek: top 8 of 256 narrow experts), where the FFN-width term alone under-counts.
+    moe = 2.0 * tokens * profile.experts_per_token * profile.hidden_size if profile.is_moe else 0.0
+    return NON_TORCH_RESERVE_GIB + comm + (ACTIVATION_BYTES_PER_TOKEN_FFN * tokens * profile.active_ffn
+                                           / max(tp, 1) + moe) / GIB
 
 
 def _linear_bytes(in_f: int, out_f: int, fmt: WeightFormat) -> float:
@@ -109,9 +145,15 @@ def _linear_bytes(in_f: int, out_f: int, fmt: WeightFormat) -> float:
         return n * fmt.flat_bits_per_param / 8
     if fmt.weight_bits >= 16:
         return n * 2.0
-    # one scale per output channel, or one per group of group_size inputs in every output row
-    groups = out_f if fmt.group_size is None else math.ceil(in_f / fmt.group_size) * out_f
-    return n * fmt.weight_bits / 8 + groups * (fmt.scale_bits + fmt.zero_point_bits) / 8
+    if fmt.block is not None:  # one scale per block of rows × columns
+        scales = math.ceil(out_f / fmt.block[0]) * math.ceil(in_f / fmt.block[1])
+    elif fmt.group_size is None:  # one scale per output channel
+        scales = out_f
+    elif fmt.group_size == 0:  # one per tensor
+        scales = 1
+    else:  # one per group of group_size inputs in every output row
+        scales = math.ceil(in_f / fmt.group_size) * out_f
+    return n * fmt.weight_bits / 8 + scales * (fmt.scale_bits + fmt.zero_point_bits) / 8
 
 
 def shard_shape(linear: Linear, profile: ModelProfile, tp: int) -> tuple[int, int]:
@@ -125,27 +167,41 @@ def shard_shape(linear: Linear, profile: ModelProfile, tp: int) -> tuple[int, in
     return linear.in_features, linear.out_features
 
 
+def _param_share(split: str, profile: ModelProfile, tp: int) -> float:
+    if split in ("column", "vocab"):
+        return 1 / tp
+    if split == "kv":
+        return max(1, profile.num_kv_heads // tp) / profile.num_kv_heads
+    return 1.0
+
+
 def weight_bytes_per_gpu(profile: ModelProfile, fmt: WeightFormat, tp: int = 1, pp: int = 1) -> float:
-    """Bytes of weights on the heaviest GPU of a TP × PP replica."""
+    """Bytes of weights on the heaviest GPU of a TP × PP replica.
+
+    With PP the heaviest stage holds ⌈L/PP⌉ layers: of each kind of layer (DeepSeek's dense first layers, its MoE
+    layers) as many as there are, up to that number — an upper bound when the kinds are mixed."""
     layers = profile.num_layers
-    stage_layers = math.ceil(layers / pp)
-    per_layer = 0.0
+    stage = math.ceil(layers / pp)
+    total = 0.0
     for lin in profile.linears():
+        span = lin.layers or layers
+        matrices = min(stage, span) * lin.count / span
         in_f, out_f = shard_shape(lin, profile, tp)
-        per_count = lin.count / layers  # matrices of this kind in one layer
-        if lin.quantized:
-            per_layer += per_count * _linear_bytes(in_f, out_f, fmt)
+        each = _linear_bytes(in_f, out_f, fmt) if fmt.stores(lin) else in_f * out_f * 2.0
+        total += matrices * each
+    ends = 0.0
+    for par in profile.params:
+        share = _param_share(par.split, profile, tp)
+        if par.per_layer:
+            total += 2.0 * par.count * share * min(stage, layers) / layers
         else:
-            per_layer += per_count * in_f * out_f * 2.0
-    bias = profile.bias_params()
-    kv_share = max(1, profile.num_kv_heads // tp) / profile.num_kv_heads
-    per_layer += 2.0 * (bias["column"] / tp + bias["kv"] * kv_share + bias["replicated"]) / layers
-    per_layer += 2.0 * 2 * profile.hidden_size  # two RMSNorms
+            ends += 2.0 * par.count * share
     emb_bits = fmt.flat_bits_per_param if fmt.quantizes_embeddings and fmt.flat_bits_per_param else 16
-    emb = profile.embedding_params / tp * emb_bits / 8
-    head = profile.lm_head_params / tp * emb_bits / 8
-    ends = emb + head if pp == 1 else max(emb, head if head else emb)
-    return stage_layers * per_layer + ends + 2.0 * profile.hidden_size
+    per_rank_rows = profile.padded_vocab / tp
+    emb = per_rank_rows * profile.hidden_size * emb_bits / 8
+    head = emb if not profile.tie_word_embeddings else 0.0
+    vocab = emb + head if pp == 1 else emb  # with PP the first stage holds the embedding, the last the lm_head
+    return total + vocab + ends
 
 
 def weight_gib(profile: ModelProfile, fmt: WeightFormat, tp: int = 1, pp: int = 1) -> float:
@@ -161,11 +217,18 @@ def tp_rejection(profile: ModelProfile, tp: int) -> str | None:
     if profile.num_heads % tp:
         return f"{profile.num_heads} attention heads are not divisible by TP {tp}"
     kv = profile.num_kv_heads
-    if kv % tp and tp % kv:
+    if not profile.mla and kv % tp and tp % kv:
         return f"{kv} KV heads and TP {tp}: neither divides the other"
-    inter = profile.expert_intermediate if profile.is_moe else profile.intermediate_size
-    if inter % tp:
-        return f"intermediate size {inter} is not divisible by TP {tp}"
+    widths = {profile.expert_intermediate} if profile.is_moe else {profile.intermediate_size}
+    if profile.dense_layers:
+        widths.add(profile.intermediate_size)
+    for inter in sorted(widths):
+        if inter % tp:
+            return f"intermediate size {inter} is not divisible by TP {tp}"
+    # vLLM pads the vocabulary to a multiple of 64, then divides it by TP (vocab_parallel_embedding.py asserts the
+    # division): only TP sizes that are not powers of two can fail here.
+    if profile.padded_vocab % tp:
+        return (f"vocabulary {profile.vocab_size} (padded to {profile.padded_vocab}) is not divisible by TP {tp}")
     return None
 
 
@@ -177,7 +240,7 @@ def marlin_rejection(profile: ModelProfile, fmt: WeightFormat, tp: int) -> str |
     if g not in MARLIN_GROUP_SIZES:
         return f"group size {g} is not supported by Marlin (only {', '.join(map(str, MARLIN_GROUP_SIZES))})"
     for lin in profile.linears():
-        if not lin.quantized:
+        if not fmt.stores(lin):
             continue
         in_f, out_f = shard_shape(lin, profile, tp)
         if in_f % MARLIN_MIN_THREAD_K:

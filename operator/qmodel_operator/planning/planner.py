@@ -8,17 +8,22 @@ Decision tree (DESIGN.md §3):
 1. No schedulable GPU in the fleet → GGUF Q4_K_M on CPU (checked against the largest CPU node's allocatable memory).
 2. ``method: auto`` → the precision ladder, highest quality first: none (bf16/fp16) → fp8 (only on compute
    capability ≥ 8.9) → int8 (W8A8) → awq (gptq for MoE) → infeasible. Models under 3 B parameters never go
-   below 8-bit. The first rung that fits within ``spec.serving.gpu.maxPerReplica`` GPUs wins, at the smallest
-   legal TP; when a node's GPUs are not enough, TP stays at the largest legal size ≤ GPUs per node and PP grows
-   across nodes.
+   below 8-bit. Each rung is sized at its smallest legal layout within ``spec.serving.gpu.maxPerReplica`` GPUs
+   (smallest TP first; when a node's GPUs are not enough, TP stays at the largest legal size ≤ GPUs per node and
+   PP grows across nodes). ``quantization.autoPreference: fewestGPUs`` (the default, the seed's decision tree)
+   takes the fewest GPUs per replica first — quantize before adding tensor parallelism — then the highest
+   precision that fits on that count; ``highestPrecision`` takes the first rung that fits at all.
+   A pre-quantized source (config.json ``quantization_config``) has one rung: its own format, served as stored.
 3. An explicit method is honoured (with the seed's warnings: 4-bit on < 3 B, AWQ on MoE, FP8 below 8.9 runs
    weight-only), or reported infeasible.
 4. GPU product: ``spec.serving.gpu.product`` when given; otherwise every pool of the fleet is planned and the
-   winner is, in order: the highest-precision rung, then the fewest GPUs per replica, then the least GPU memory
-   per replica (GPUs × memory: the smallest shape that does the job), then the product name.
+   winner is, in order: the fewest GPUs per replica, then the highest-precision rung (the other way round with
+   ``highestPrecision``), then the least GPU memory per replica (GPUs × memory: the smallest shape that does
+   the job), then the product name.
 
 A layout fits when ``weights/GPU + reserve_gib(TP) + KV(maxModelLen) ≤ gpuMemoryUtilization × GPU memory``;
-``kvCacheTokens`` is how many tokens of KV the rest of the budget holds.
+``kvCacheTokens`` is the longest request whose KV the rest of the budget holds (sliding-window layers capped at
+their window as vLLM allocates them, MLA's latent unsplit by TP, fp8 KV at one byte per value).
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ from .memory import (
     CPU_RESERVE_GIB,
     GIB,
     WeightFormat,
+    default_batched_tokens,
     marlin_rejection,
     reserve_gib,
+    source_weight_format,
     tp_rejection,
     weight_bytes_per_gpu,
     weight_format,
 )
-from .profiles import ModelProfile, kv_bytes_per_token
+from .profiles import ModelProfile, kv_bytes_for, kv_bytes_per_token, kv_tokens_within
 
 FP8_W8A8_MIN_CC = (8, 9)
 # Upper bound for the unconstrained FP16 sizing (plan.fp16GpusPerReplica); the API's maxPerReplica limit.
@@ -94,11 +101,13 @@ def layout_for(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, tp: int,
     util = spec.serving.gpu_memory_utilization
     budget = util * pool.shape.memory_gib
     weights = weight_bytes_per_gpu(profile, fmt, tp, pp) / GIB
-    per_token = kv_bytes_per_token(profile, tp=tp, pp=pp, kv_dtype_bytes=_kv_dtype_bytes(spec, profile))
+    kv = {"tp": tp, "pp": pp, "kv_dtype_bytes": _kv_dtype_bytes(spec, profile),
+          "batched_tokens": default_batched_tokens(pool.shape.memory_gib)}
     reserve = reserve_gib(profile, tp, pool.shape.memory_gib)
     free = budget - weights - reserve
-    kv_tokens = max(0, math.floor(free * GIB / per_token)) if per_token else 0
-    return Layout(tp, pp, weights, spec.serving.max_model_len * per_token / GIB, reserve, budget, kv_tokens)
+    kv_tokens = kv_tokens_within(profile, free * GIB, **kv)
+    kv_gib = kv_bytes_for(profile, spec.serving.max_model_len, **kv) / GIB
+    return Layout(tp, pp, weights, kv_gib, reserve, budget, kv_tokens)
 
 
 def legal_tps(profile: ModelProfile, fmt: WeightFormat, pool: GPUPool, max_gpus: int) -> tuple[list[int], list[str]]:
@@ -208,10 +217,25 @@ def method_warnings(method: Method, profile: ModelProfile, cc: tuple[int, int] |
     return out
 
 
-def _rank(result: RungResult, rung_index: int) -> tuple[int, int, int, str]:
+def _rank(result: RungResult, rung_index: int, fewest_gpus: bool = False) -> tuple[int, int, int, str]:
     assert result.layout is not None and result.pool is not None
     gpus = result.layout.gpus
-    return rung_index, gpus, gpus * result.pool.shape.memory_mib, result.pool.shape.product
+    first, second = (gpus, rung_index) if fewest_gpus else (rung_index, gpus)
+    return first, second, gpus * result.pool.shape.memory_mib, result.pool.shape.product
+
+
+def rung_format(method: Method, profile: ModelProfile, group: int, cc: tuple[int, int]) -> WeightFormat:
+    """The weight format a rung serves: a pre-quantized source's own format for ``none``/``auto``."""
+    if profile.source_format is not None and method in (Method.NONE, Method.AUTO):
+        return source_weight_format(profile.source_format, cc)
+    return weight_format(method, group, cc, profile.dtype)
+
+
+def prequantized_text(profile: ModelProfile) -> str:
+    sf = profile.source_format
+    assert sf is not None
+    return (f"the source checkpoint is already quantized ({sf.quant_method}: {sf.scheme}): it is served as stored, "
+            "with no quantize Job and no quality gate")
 
 
 def _cpu_plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, method: Method) -> Plan:
@@ -272,23 +296,33 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
                        f"max_position_embeddings {max_pos}")
         pools = []
 
+    fewest = spec.quantization.auto_preference == "fewestGPUs"
+    if profile.source_format is not None and method not in (Method.AUTO, Method.NONE):
+        reasons.append(f"spec.quantization.method {method}: {prequantized_text(profile)}; use auto or none")
+        pools = []
     best: tuple[tuple[int, int, int, str], RungResult] | None = None
     skipped: list[str] = []
     for pool in pools:
-        if method is Method.AUTO:
+        if method is Method.AUTO and profile.source_format is None:
             rungs, why = auto_rungs(profile, pool)
             skipped += why
         else:
-            rungs = [method]
+            rungs = [Method.NONE if method is Method.AUTO else method]
+        pool_best: tuple[int, int, int, str] | None = None
         for index, rung in enumerate(rungs):
-            fmt = weight_format(rung, group, pool.shape.cc, profile.dtype)
+            fmt = rung_format(rung, profile, group, pool.shape.cc)
             result = fit_on_pool(profile, fmt, pool, spec, max_gpus)
             if result.fits:
-                rank = _rank(result, index)
+                rank = _rank(result, index, fewest)
                 if best is None or rank < best[0]:
                     best = (rank, result)
-                break
-            reasons += result.reasons
+                if pool_best is None or rank < pool_best:
+                    pool_best = rank
+                if not fewest or (result.layout is not None and result.layout.gpus == 1):
+                    break  # nothing later on this pool can be better
+                continue
+            if pool_best is None:
+                reasons += result.reasons
 
     if best is None:
         if method is Method.AUTO:
@@ -298,6 +332,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
             warnings += method_warnings(method, profile, cc, group)
         return Plan(
             method=method, scheme=weight_format(method, group).scheme if method is not Method.AUTO else "",
+            source_quantization=profile.source_format.quant_method if profile.source_format else None,
             gpu_product=pools[0].shape.product if len(pools) == 1 else spec.serving.gpu.product,
             fits=False, reasons=reasons, warnings=warnings, model_profile=profile.name,
             parameters_billions=_billions(profile),
@@ -310,10 +345,12 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
     pool, layout, fmt = result.pool, result.layout, result.fmt
     if method is not Method.AUTO:
         warnings += method_warnings(method, profile, pool.shape.cc, group)
+    if fmt.prequantized:
+        warnings.append(prequantized_text(profile))
     if fmt.scheme == "FP16" and profile.dtype == "bfloat16":
         warnings.append(f"{pool.shape.product} (compute capability {pool.shape.cc_str}) has no bf16: "
                         "the model is served in fp16")
-    if layout.tp > profile.num_kv_heads:
+    if layout.tp > profile.num_kv_heads and not profile.mla:
         warnings.append(f"TP {layout.tp} > {profile.num_kv_heads} KV heads: KV heads are replicated, "
                         "so the KV cache per GPU stops shrinking")
     replicas = spec.serving.replicas
@@ -331,6 +368,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
         tensor_parallel_size=layout.tp,
         pipeline_parallel_size=layout.pp,
         gpus_per_replica=layout.gpus,
+        gpus_per_node=pool.gpus_per_node,
         memory_per_gpu_gi_b=round(layout.need_gib, 2),
         kv_cache_tokens=layout.kv_tokens,
         fits=True,
@@ -341,12 +379,65 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
         reserve_gi_b=layout.reserve_gib,
         budget_per_gpu_gi_b=round(layout.budget_gib, 2),
         fp16_gpus_per_replica=fp16.layout.gpus if fp16.layout else None,
+        gpus_saved_vs_fp16=fp16.layout.gpus - layout.gpus if fp16.layout else None,
+        source_quantization=fmt.prequantized,
         compute_capability=pool.shape.cc_str,
         model_profile=profile.name,
         parameters_billions=_billions(profile),
     )
     out.ladder = default_ladder(spec, profile, pool, out)
+    if fmt.method not in (Method.NONE, Method.NF4, Method.GGUF):
+        host, gpu_gib, samples, why = quantize_job_sizing(spec, profile, fmt.method, pool.shape.memory_gib)
+        out.quantize_host_memory_gi_b, out.quantize_gpu_memory_gi_b, out.calibration_samples = host, gpu_gib, samples
+        out.warnings += why
+    if fmt.method is not Method.NONE and fp16.layout is not None:
+        out.evaluate_gpus = min(fp16.layout.gpus, pool.gpus_per_node)
+        if fp16.layout.gpus > pool.gpus_per_node:
+            out.warnings.append(
+                f"the unquantized baseline needs {fp16.layout.gpus} × {pool.shape.product} and a node has "
+                f"{pool.gpus_per_node}: the evaluate Job asks for {pool.gpus_per_node} and offloads the rest")
     return out
+
+
+# ---- Job sizing ------------------------------------------------------------------------------------------------
+# Measured on an H200 with Llama-3.1-8B (benchmarks/RESULTS.md, quantize_time.py, 2026-11-28): peak host memory
+# 27.1 GiB (gptq), 27.5 (awq), 30.9 (int8: SmoothQuant + GPTQ), 16.2 (fp8) for 14.96 GiB of bf16 weights — the job
+# keeps the whole model in host memory plus calibration state. Factors over the bf16 bytes, rounded up, + 2 GiB.
+QUANTIZE_HOST_FACTOR = {Method.GPTQ: 1.9, Method.AWQ: 1.9, Method.INT8: 2.1, Method.FP8: 1.15}
+QUANTIZE_HOST_EXTRA_GIB = 2.0
+# GPU: GPTQ/INT8/FP8 hold about one decoder layer (3.8 GiB peak for the 8B); AWQ caches every calibration
+# sample's activations on the GPU: 2.6 GiB + 0.38 GiB per 2048-token sample at hidden size 4096.
+LAYER_GPU_FACTOR = 2.0  # one bf16 decoder layer ×2 (GPTQ's Hessians, the layer's outputs)
+AWQ_BASE_GIB = 2.6
+AWQ_GIB_PER_SAMPLE = 0.38  # per 2048 tokens at hidden 4096
+
+
+def quantize_job_sizing(spec: QuantizedModelSpec, profile: ModelProfile, method: Method,
+                        gpu_memory_gib: float | None) -> tuple[float, float, int, list[str]]:
+    """(host GiB, GPU GiB, calibration samples, warnings) for the quantize Job of ``method``.
+
+    AWQ's activation cache grows with samples × tokens: when it does not fit the GPU the samples are capped to
+    what fits, with a warning naming the numbers (or pick a larger GPU with spec.serving.gpu.product)."""
+    bf16_gib = profile.parameters * 2 / GIB
+    host = bf16_gib * QUANTIZE_HOST_FACTOR.get(method, 1.0) + QUANTIZE_HOST_EXTRA_GIB
+    cal = spec.quantization.calibration
+    samples = cal.samples
+    layer_gib = (profile.quantizable_parameters / profile.num_layers) * 2 / GIB
+    gpu = LAYER_GPU_FACTOR * layer_gib + 1.0
+    warnings: list[str] = []
+    if method is Method.AWQ:
+        per_sample = AWQ_GIB_PER_SAMPLE * cal.max_sequence_length / 2048 * profile.hidden_size / 4096
+        gpu = AWQ_BASE_GIB + layer_gib + per_sample * samples
+        if gpu_memory_gib is not None and gpu > gpu_memory_gib:
+            fit = max(1, math.floor((gpu_memory_gib - AWQ_BASE_GIB - layer_gib) / per_sample))
+            warnings.append(
+                f"spec.quantization.calibration.samples {samples}: AWQ caches the calibration activations on the "
+                f"GPU ({per_sample:.2f} GiB per {cal.max_sequence_length}-token sample), {gpu:.1f} GiB > "
+                f"{gpu_memory_gib:.1f} GiB; the quantize Job uses {fit} samples (or choose a larger GPU with "
+                "spec.serving.gpu.product)")
+            samples = min(samples, fit)
+            gpu = AWQ_BASE_GIB + layer_gib + per_sample * samples
+    return round(host, 1), round(gpu, 1), samples, warnings
 
 
 # Quality order, highest first; a fallback only ever moves up this list.
@@ -355,9 +446,13 @@ _QUALITY = [Method.NONE, Method.FP8, Method.INT8, Method.AWQ, Method.GPTQ, Metho
 
 def default_ladder(spec: QuantizedModelSpec, profile: ModelProfile, pool: GPUPool, chosen: Plan) -> list[Method]:
     """Rungs to try when ``chosen`` fails the gate: explicit spec.quantization.fallback wins; otherwise each
-    higher-precision rung that this GPU supports and that fits, nearest first (awq → [fp8 or int8, none])."""
+    higher-precision rung that this GPU supports and that fits within maxPerReplica GPUs — each at its own,
+    possibly larger, GPU count (the ladder climbs precision and GPUs) — nearest first (awq → [fp8 or int8,
+    none])."""
     if spec.quantization.fallback is not None:
         return [m for m in spec.quantization.fallback if m is not chosen.method]
+    if chosen.source_quantization:
+        return []  # a pre-quantized source is served as stored: there is nothing higher to climb to
     m = chosen.method
     if m in (Method.NONE, Method.GGUF):
         return []

@@ -9,7 +9,8 @@ Stages, one condition each, ``Ready`` aggregating:
 
     Planned    status.plan from the planner (for the current rung); InvalidSpec / Infeasible otherwise
     Quantized  artifact record present (ArtifactReused or JobSucceeded), or a quantize Job running/failed;
-               NotRequired for ``none`` (serves the source) and ``nf4`` (vLLM quantizes in flight)
+               NotRequired for ``none`` (serves the source, also a pre-quantized one: plan.sourceQuantization)
+               and ``nf4`` (vLLM quantizes in flight)
     Evaluated  evaluation record present (GatePassed / GateFailed), or an evaluate Job running/failed;
                NotRequired for ``none``
     Serving    the Deployment applied with the served artifact and rolled out (Available) or rolling out
@@ -33,8 +34,13 @@ Serving: the Deployment is built from the *served* plan and artifact. A passed r
 until then the previously served artifact (``status.servingArtifact`` + ``status.servedPlan``) keeps serving, with
 the current serving-only fields (replicas, maxModelLen, image, resources). ``spec.suspend`` blocks every action
 that starts work (Job creation, Deployment apply); recording results of Jobs that already ran is not new work.
-Plans that cannot be served yet — ``gguf`` (CPU serving) and pipeline parallelism > 1 (needs LeaderWorkerSet) —
-stop before any Job starts with Ready=False reason Unsupported.
+Plans that cannot be served yet — ``gguf`` (CPU serving) — stop before any Job starts with Ready=False reason
+Unsupported.
+
+Topologies (``planning.topology``): a replica that fits one node is a Deployment (pipeline parallelism inside the
+node included); a larger one is a LeaderWorkerSet group of pods. Switching between the two (a new served plan
+of the other topology) is zero-downtime like a Deployment rollout: the new workload is applied next to the old
+one, both serve behind the Service, and the old one is deleted only once the new one has rolled out.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from ..api.jobcontract import (
 )
 from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Artifact, Attempt, Condition, EvaluationStatus, Plan, QuantizedModelStatus
+from .topology import serving_topology
 
 MAX_ATTEMPTS = 32
 
@@ -120,6 +127,7 @@ class DeploymentObs:
     updated_replicas: int = 0
     ready_replicas: int = 0
     available_replicas: int = 0
+    kind: str = "Deployment"  # or "LeaderWorkerSet" (its replicas are groups; available = ready groups)
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class Observed:
     artifacts: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # artifact key → QuantizeResult JSON
     evaluations: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # evaluation key → EvaluateResult
     deployment: DeploymentObs | None = None
+    leader_worker_set: DeploymentObs | None = None
     service_hash: str | None = None
     # Quantize Jobs of *other* QuantizedModels in the namespace producing one of our rungs' artifacts.
     foreign_jobs: tuple[tuple[str, JobObs], ...] = ()  # (owner name, job)
@@ -187,6 +196,19 @@ class ApplyDeployment:
 
 
 @dataclass(frozen=True)
+class ApplyLeaderWorkerSet:
+    target: ServingTarget
+
+
+@dataclass(frozen=True)
+class DeleteWorkload:
+    """The previous topology's workload, once the new one has rolled out."""
+
+    kind: str  # Deployment | LeaderWorkerSet
+    name: str
+
+
+@dataclass(frozen=True)
 class ApplyService:
     pass
 
@@ -198,7 +220,8 @@ class Event:
     message: str
 
 
-Action = CreateQuantizeJob | CreateEvaluateJob | RecordArtifact | RecordEvaluation | ApplyDeployment | ApplyService
+Action = (CreateQuantizeJob | CreateEvaluateJob | RecordArtifact | RecordEvaluation | ApplyDeployment | ApplyService
+          | ApplyLeaderWorkerSet | DeleteWorkload)
 
 
 @dataclass
@@ -285,10 +308,6 @@ def unsupported_reason(p: Plan) -> str | None:
         return (f"the plan is gguf {p.scheme or 'Q4_K_M'} for CPU serving (what the planner picks when no node "
                 "has allocatable nvidia.com/gpu, or what spec.quantization.method asked for); CPU serving is not "
                 "built yet")
-    if p.pipeline_parallel_size > 1:
-        return (f"the plan needs pipeline parallelism {p.pipeline_parallel_size} x tensor parallelism "
-                f"{p.tensor_parallel_size} across nodes ({p.gpus_per_replica} GPUs per replica); multi-node "
-                "serving needs LeaderWorkerSet, not yet built")
     return None
 
 
@@ -605,9 +624,14 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
     spec = ctx.spec
     C = ConditionType
     label = f"rung {index + 1}/{total}"
-    if rung.method is Method.NONE:
+    if rung.method is Method.NONE and rung.plan.source_quantization:
+        ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED,
+                f"the source is already quantized ({rung.plan.source_quantization}): served as stored, no job")
+        ctx.set(C.EVALUATED, "True", Reason.NOT_REQUIRED, "a pre-quantized source is served as published: no gate")
+    elif rung.method is Method.NONE:
         ctx.set(C.QUANTIZED, "True", Reason.NOT_REQUIRED, "method none serves the source weights unquantized")
         ctx.set(C.EVALUATED, "True", Reason.NOT_REQUIRED, "method none is the baseline: no gate")
+    if rung.method is Method.NONE:
         attempt.outcome, attempt.reason = "Passed", f"{Reason.NOT_REQUIRED}: the source is served as is"
         st.artifact = None
         return _DONE, None
@@ -833,32 +857,38 @@ def decide(
     serving_ok = False
     if target is not None:
         dep_hash, svc_hash = desired_hashes(target)
-        dep = observed.deployment
+        topo = serving_topology(target.plan)
+        dep, old = ((observed.leader_worker_set, observed.deployment) if topo.multi_node
+                    else (observed.deployment, observed.leader_worker_set))
         need_apply = dep is None or dep.applied_hash != dep_hash
         replicas = ctx.spec.serving.replicas
-        what = plan_summary(target.plan)
+        what = plan_summary(target.plan) + (f", {topo.describe()}" if topo.multi_node else "")
+        switching = (f"; switching from {old.kind} {old.name}, which keeps serving until the {topo.kind} has "
+                     "rolled out") if old is not None else ""
         if observed.service_hash != svc_hash and not ctx.spec.suspend:
             ctx.actions.append(ApplyService())
         if need_apply:
             if ctx.spec.suspend:
-                msg = "spec.suspend is true: not updating the Deployment"
+                msg = f"spec.suspend is true: not updating the {topo.kind}"
                 ctx.set(C.SERVING, "False", Reason.SUSPENDED, msg)
                 terminal = terminal or (Reason.SUSPENDED, msg)
             else:
-                ctx.actions.append(ApplyDeployment(target))
+                ctx.actions.append(ApplyLeaderWorkerSet(target) if topo.multi_node else ApplyDeployment(target))
                 verb = "deploying" if dep is None else "rolling out"
                 ctx.set(C.SERVING, "False", Reason.DEPLOYING if dep is None else Reason.ROLLING_OUT,
-                        f"{verb} {replicas} replica(s): {what}")
+                        f"{verb} {replicas} replica(s): {what}{switching}")
         else:
             assert dep is not None
             if _rollout_complete(dep, replicas):
                 serving_ok = True
                 ctx.set(C.SERVING, "True", Reason.AVAILABLE,
                         f"{dep.available_replicas}/{replicas} replica(s) available: {what}")
+                if old is not None:
+                    ctx.actions.append(DeleteWorkload(old.kind, old.name))
             else:
                 ctx.set(C.SERVING, "False", Reason.ROLLING_OUT,
                         f"{dep.updated_replicas}/{replicas} updated, {dep.available_replicas}/{replicas} "
-                        f"available: {what}")
+                        f"available: {what}{switching}")
             st.ready_replicas = dep.available_replicas
         if chosen is not None:
             rung, uri = chosen

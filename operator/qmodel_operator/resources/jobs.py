@@ -16,13 +16,17 @@ Both Jobs:
 * get the hub token only as ``HF_TOKEN`` from a ``secretKeyRef``.
 
 GPUs: the quantize Job asks for one GPU of the planned product — llm-compressor's sequential pipeline keeps one
-decoder layer on the GPU while the bf16 weights sit in host memory, so more GPUs would idle. The evaluate Job must
-hold the unquantized baseline, so it asks for the GPUs the FP16 plan needs (``plan.fp16GpusPerReplica``, else
+decoder layer on the GPU while the bf16 weights sit in host memory, so more GPUs would idle. Its host memory is
+the planner's ``plan.quantizeHostMemoryGiB`` (bf16 model bytes × the measured factor of the method) unless
+``spec.jobs.resources.memory`` is set, and it calibrates on ``plan.calibrationSamples`` (AWQ's GPU activation cache
+caps them, with a plan warning). The evaluate Job must hold the unquantized baseline, so it asks for the GPUs the
+FP16 plan needs, at most one node's (``plan.evaluateGpus``, else ``plan.fp16GpusPerReplica``, else
 ``plan.gpusPerReplica``). A plan without a GPU product (CPU fleet) asks for none.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..api.jobcontract import (
@@ -154,6 +158,16 @@ def _container(name: str, image: str, module: str, argv: list[str], spec: Quanti
     }
 
 
+def _size_memory(container: dict[str, Any], spec: QuantizedModelSpec, host_gib: float | None) -> None:
+    """The planner's host-memory size for the quantize Job, unless spec.jobs.resources.memory says otherwise."""
+    if spec.jobs.resources.memory or not host_gib:
+        return
+    memory = f"{math.ceil(host_gib)}Gi"
+    resources = container.setdefault("resources", {})
+    resources.setdefault("requests", {})["memory"] = memory
+    resources.setdefault("limits", {})["memory"] = memory
+
+
 def quantize_args(spec: QuantizedModelSpec, plan: Plan, *, method: Method, key: str) -> QuantizeArgs:
     ppl = spec.evaluation.perplexity
     return QuantizeArgs(
@@ -178,8 +192,12 @@ def build_quantize_job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, me
     gpus = 1 if plan.gpu_product else 0
     src = job_source(spec)
     args = quantize_args(spec, plan, method=method, key=key)
+    if plan.calibration_samples and plan.calibration_samples < args.calibration.samples:
+        args = args.model_copy(update={"calibration": args.calibration.model_copy(
+            update={"samples": plan.calibration_samples})})
     container = _container("quantize", spec.jobs.quantizer_image, "qmodel_jobs.quantize", to_argv(args), spec,
                            gpus, src.mounts)
+    _size_memory(container, spec, plan.quantize_host_memory_gi_b)
     extra = {LABEL_ARTIFACT_KEY: key, LABEL_METHOD: str(method), LABEL_RETRY: str(retry),
              LABEL_GENERATION: str(generation)}
     return _job(owner, spec, plan, name=job_name(owner.name, COMPONENT_QUANTIZE, key, retry), component=COMPONENT_QUANTIZE,
@@ -211,7 +229,8 @@ def build_evaluate_job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, me
                        artifact_key: str, evaluation_key: str, candidate: str | None,
                        retry: int = 0, generation: int = 0) -> dict[str, Any]:
     """``candidate``: the artifact directory; None for methods vLLM quantizes in flight (nf4): the source."""
-    gpus = max(1, plan.fp16_gpus_per_replica or plan.gpus_per_replica) if plan.gpu_product else 0
+    gpus = max(1, plan.evaluate_gpus or plan.fp16_gpus_per_replica or plan.gpus_per_replica) \
+        if plan.gpu_product else 0
     src = job_source(spec)
     args = evaluate_args(spec, method=method, candidate=candidate or src.path, evaluation_key=evaluation_key)
     mounts = list(src.mounts)

@@ -45,9 +45,13 @@ from .locations import (
     shm_mount,
     shm_volume,
 )
+from .serving_pod import STARTUP_PERIOD_SECONDS as STARTUP_PERIOD_SECONDS  # re-exported for lws.py
 from .serving_pod import customize_pod, probes
 
 VLLM_PORT = 8000
+# The fixed 30 min window (10 s x 180) a multi-node group's Ray join waits (resources/lws.py); the vLLM startup
+# probe itself is sized from the model bytes (serving_pod.startup_seconds).
+STARTUP_FAILURE_THRESHOLD = 180
 
 
 def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) -> list[str]:

@@ -36,7 +36,8 @@ def test_default_fleet_is_one_h100_node(tmp_path, capsys):
     f = manifest(tmp_path, {"model": {"source": "hf://meta-llama/Llama-3.1-405B"}})
     assert main(["plan", "-f", f, "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("fp8", "NVIDIA-H100-80GB-HBM3", 8)
+    assert (plan["method"], plan["gpuProduct"], plan["gpusPerReplica"]) == ("awq", "NVIDIA-H100-80GB-HBM3", 4)
+    assert (plan["fp16GpusPerReplica"], plan["gpusSavedVsFp16"]) == (16, 12)
 
 
 def test_infeasible_exit_2_reasons_on_stderr(tmp_path, capsys):
@@ -56,6 +57,28 @@ def test_model_config_overrides_catalog(tmp_path, capsys):
     assert main(["plan", "-f", f, "--model-config", str(cfg), "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["parametersBillions"] < 0.01 and plan["modelProfile"] == "qwen2-7b"
+
+
+def test_unknown_model_type_exits_1_naming_the_supported_list(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "mamba", "num_hidden_layers": 2, "hidden_size": 256,
+                               "vocab_size": 1000}))
+    f = manifest(tmp_path, {"model": {"source": "hf://state-spaces/mamba-2.8b"}})
+    assert main(["plan", "-f", f, "--model-config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: config.json.model_type: 'mamba' is not a supported architecture; supported "
+                          "model types: deepseek_v2, deepseek_v3, gemma2, gemma3, gemma3_text, gpt_oss, llama, ")
+
+
+def test_table_shows_gpus_saved_and_a_prequantized_source(tmp_path, capsys):
+    f = manifest(tmp_path, {"model": {"source": "hf://meta-llama/Llama-3.1-405B"}})
+    assert main(["plan", "-f", f]) == 0
+    assert "fp16 would need  16 GPU(s) (12 saved)" in capsys.readouterr().out
+    f = manifest(tmp_path, {"model": {"source": "hf://openai/gpt-oss-120b"}})
+    assert main(["plan", "-f", f]) == 0
+    out = capsys.readouterr().out
+    assert "source           pre-quantized (mxfp4): served as stored, no quantize job" in out
+    assert "method           none (MXFP4 (experts) (pre-quantized mxfp4))" in out
 
 
 def test_single_node_and_table_output(tmp_path, capsys):

@@ -52,10 +52,19 @@ def run(model: str, fleet_name: str, **kw):
     return plan(spec, profile_for(spec), fleet(fleet_name))
 
 
-# ---- the auto ladder: precision first, then the smallest legal TP -------------------------------------------
+HIGHEST = {"quantization__autoPreference": "highestPrecision"}
+
+
+# ---- the auto ladder: fewest GPUs first (quantize before adding TP), then the highest precision on that count --
 @pytest.mark.parametrize(("model", "fleet_name", "kw", "method", "tp", "pp"), [
-    # bf16 fits: highest precision wins even at TP 2
-    ("llama-3.1-70b", "h100-80gb", {}, Method.NONE, 2, 1),
+    # the seed's tree: AWQ on one H100 beats bf16 on two
+    ("llama-3.1-70b", "h100-80gb", {}, Method.AWQ, 1, 1),
+    # on one H200 the highest precision that fits one GPU is fp8
+    ("llama-3.1-70b", "h200", {}, Method.FP8, 1, 1),
+    ("llama-3.1-405b", "h100-80gb", {}, Method.AWQ, 4, 1),
+    ("mixtral-8x7b", "h100-80gb", {}, Method.FP8, 1, 1),
+    # opt-in highestPrecision: bf16 fits, so it wins even at TP 2
+    ("llama-3.1-70b", "h100-80gb", HIGHEST, Method.NONE, 2, 1),
     ("qwen2-7b", "l4", {}, Method.NONE, 1, 1),
     # bf16 does not fit one GPU; cc 9.0 → fp8
     ("llama-3.1-70b", "h100-80gb", {"max_gpus": 1, "serving__gpuMemoryUtilization": 0.95}, Method.FP8, 1, 1),
@@ -67,7 +76,7 @@ def run(model: str, fleet_name: str, **kw):
     ("mixtral-8x7b", "l4", {"max_gpus": 2}, Method.GPTQ, 2, 1),
     # beyond one node's 8 GPUs → PP across nodes at TP = the node's GPUs
     ("llama-3.1-405b", "h100-80gb", {"method": "none", "max_gpus": 16}, Method.NONE, 8, 2),
-    ("llama-3.1-405b", "h100-80gb", {}, Method.FP8, 8, 1),
+    ("llama-3.1-405b", "h100-80gb", HIGHEST, Method.FP8, 8, 1),
 ])
 def test_auto_ladder(model, fleet_name, kw, method, tp, pp):
     p = run(model, fleet_name, **kw)
@@ -79,7 +88,10 @@ def test_auto_ladder(model, fleet_name, kw, method, tp, pp):
 
 def test_smallest_legal_tp_is_chosen():
     # Llama-3.1-70B bf16 on H100: TP 1 needs 131 GiB; TP 2 is the first that fits.
-    p = run("llama-3.1-70b", "h100-80gb", max_len=8192)
+    # Llama-3.1-70B bf16 on H100: TP 1 needs 131 GiB; at 0.95, TP 2 is the first that fits (at 0.9 the
+    # 2.5 GiB NCCL + CUDA graph reserve of TP ≥ 2 pushes it to TP 4).
+    assert run("llama-3.1-70b", "h100-80gb", max_len=8192, **HIGHEST).tensor_parallel_size == 4
+    p = run("llama-3.1-70b", "h100-80gb", max_len=8192, serving__gpuMemoryUtilization=0.95, **HIGHEST)
     assert p.tensor_parallel_size == 2
     # one GPU at 0.92: fp8 needs 67.68 + 2.50 KV + 3.19 reserve = 73.37 GiB > 72.73 GiB at 8192 tokens,
     # 67.68 + 1.25 + 3.19 = 72.12 GiB fits at 4096
@@ -97,8 +109,9 @@ def test_qwen2_7b_never_at_tp8(fleet_name, max_len, method):
 
 
 def test_qwen2_7b_goes_pipeline_parallel_rather_than_tp8():
-    # GPUs of 7441 MiB (6.0 GiB budget): TP 4 needs 7.3 GiB at 128k tokens; TP 8 is illegal (28 heads) → PP 2.
-    small = fleet_from_nodes([node_object(f"s{i}", "SMALL-7G", 8, 7441, (9, 0)) for i in range(2)])
+    # GPUs of 10240 MiB (8.5 GiB budget): TP 4 needs 10.1 GiB at 128k tokens (with 2.5 GiB of NCCL and CUDA
+    # graphs); TP 8 is illegal (28 heads) → PP 2.
+    small = fleet_from_nodes([node_object(f"s{i}", "SMALL-10G", 8, 10240, (9, 0)) for i in range(2)])
     spec = spec_for("qwen2-7b", method="none", max_len=131072)
     p = plan(spec, profile_for(spec), small)
     assert p.fits and (p.tensor_parallel_size, p.pipeline_parallel_size) == (4, 2)
@@ -122,7 +135,7 @@ def test_marlin_refusal_is_explained():
 
 def test_tp_never_exceeds_gpus_per_node():
     # the mixed fleet's L4 node has 4 GPUs: a plan pinned to L4 never uses TP 8
-    p = run("llama-3.1-70b", "mixed-l4-h100", product="NVIDIA-L4", method="int8")
+    p = run("llama-3.1-70b", "mixed-l4-h100", product="NVIDIA-L4", method="awq")
     assert p.fits and (p.tensor_parallel_size, p.pipeline_parallel_size) == (4, 1)
     bf16 = run("llama-3.1-70b", "mixed-l4-h100", product="NVIDIA-L4", method="none")
     assert not bf16.fits
@@ -164,7 +177,7 @@ def test_method_below_compute_capability_is_infeasible():
     p = plan(spec, profile_for(spec), t4)
     assert not p.fits
     assert p.reasons == ["Tesla-T4: fp8 (FP8_DYNAMIC) needs compute capability ≥ 8.0, the GPU has 7.5"]
-    auto = plan(spec_for("llama-3.1-8b"), profile_for(spec), t4)
+    auto = plan(spec_for("llama-3.1-8b", **HIGHEST), profile_for(spec), t4)
     assert auto.fits and auto.scheme == "FP16"  # Turing has no bf16
     assert any("served in fp16" in w for w in auto.warnings)
 
@@ -183,7 +196,7 @@ def test_infeasible_reasons_carry_the_numbers():
         "none (BF16)", "fp8 (FP8_DYNAMIC)", "int8 (W8A8)", "awq (W4A16_ASYM)"]
     awq = p.reasons[-1]
     assert awq.startswith("spec.serving.gpu.maxPerReplica 8: TP 8 × PP 1 = 8 × NVIDIA-L4 cannot hold llama-3.1-405b")
-    assert "25.28 GiB weights + 0.25 GiB KV for 4096 tokens + 1.13 GiB reserve = 26.65 GiB > budget 19.70 GiB" in awq
+    assert "25.28 GiB weights + 0.25 GiB KV for 4096 tokens + 3.63 GiB reserve = 29.15 GiB > budget 19.70 GiB" in awq
     assert "(0.9 × 21.89 GiB)" in awq
 
 
@@ -219,7 +232,8 @@ def test_cpu_plan_checks_host_memory():
 # ---- product choice ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("model", "kw", "product", "gpus"), [
     ("qwen2-7b", {}, "NVIDIA-L4", 1),  # bf16 fits one L4: the smallest shape
-    ("llama-3.1-70b", {}, "NVIDIA-H100-80GB-HBM3", 2),  # bf16 only fits on H100 (precision first)
+    ("llama-3.1-70b", HIGHEST, "NVIDIA-H100-80GB-HBM3", 2),  # bf16 only fits on H100 (precision first)
+    ("llama-3.1-70b", {}, "NVIDIA-H100-80GB-HBM3", 1),  # awq on one H100 (fewest GPUs first)
     ("qwen2-7b", {"max_len": 131072}, "NVIDIA-H100-80GB-HBM3", 1),  # fewest GPUs beats smaller GPUs
     ("qwen2-7b", {"product": "NVIDIA-H100-80GB-HBM3"}, "NVIDIA-H100-80GB-HBM3", 1),  # spec wins
 ])
@@ -230,29 +244,33 @@ def test_product_choice(model, kw, product, gpus):
 
 # ---- numbers in the plan ---------------------------------------------------------------------------------------
 def test_kv_cache_tokens_and_breakdown():
-    spec = spec_for("llama-3.1-70b", max_len=8192)
+    spec = spec_for("llama-3.1-70b", max_len=8192, serving__gpuMemoryUtilization=0.95, **HIGHEST)
     profile = profile_for(spec)
     p = plan(spec, profile, fleet("h100-80gb"))
-    budget = 0.9 * (81559 / 1024 - 0.6)
+    budget = 0.95 * (81559 / 1024 - 0.6)
     weights = weight_bytes_per_gpu(profile, weight_format(Method.NONE), 2) / GIB
     per_token = kv_bytes_per_token(profile, tp=2)
     reserve = reserve_gib(profile, 2, 81559 / 1024 - 0.6)
-    # measured on an H200: 1 GiB non-torch + 10 B × 8192 batched tokens × 28672 FFN / TP 2
-    assert reserve == pytest.approx(1.0 + 10 * 8192 * 28672 / 2 / GIB)
+    # measured on an H200: 1 GiB non-torch + 10 B × 8192 batched tokens × 28672 FFN / TP 2; at TP 2 also 2 GiB of
+    # NCCL buffers and 0.5 GiB of CUDA graphs
+    assert reserve == pytest.approx(1.0 + 2.0 + 0.5 + 10 * 8192 * 28672 / 2 / GIB)
     assert p.reserve_gi_b == pytest.approx(reserve, abs=0.01)
     assert p.kv_cache_tokens == math.floor((budget - weights - reserve) * GIB / per_token)
     assert p.budget_per_gpu_gi_b == pytest.approx(budget, abs=0.01)
     assert p.kv_cache_per_gpu_gi_b == pytest.approx(8192 * per_token / GIB, abs=0.01)
     assert p.memory_per_gpu_gi_b == pytest.approx(weights + reserve + 8192 * per_token / GIB, abs=0.01)
     assert (p.fp16_gpus_per_replica, p.compute_capability, p.model_profile) == (2, "9.0", "llama-3.1-70b")
+    assert p.gpus_saved_vs_fp16 == 0
     assert p.parameters_billions == pytest.approx(70.554, abs=0.001)
-    fp8_kv = run("llama-3.1-70b", "h100-80gb", max_len=8192, serving__kvCacheDtype="fp8")
+    fp8_kv = run("llama-3.1-70b", "h100-80gb", max_len=8192, serving__kvCacheDtype="fp8",
+                 serving__gpuMemoryUtilization=0.95, **HIGHEST)
     assert fp8_kv.kv_cache_tokens == pytest.approx(2 * p.kv_cache_tokens, abs=1)
 
 
 def test_fp16_sizing_ignores_the_budget():
     p = run("llama-3.1-405b", "h100-80gb")
-    assert p.method is Method.FP8 and p.fp16_gpus_per_replica == 16
+    assert p.method is Method.AWQ and p.fp16_gpus_per_replica == 16
+    assert (p.gpus_per_replica, p.gpus_saved_vs_fp16) == (4, 12)
 
 
 def test_kv_head_replication_and_replica_warnings():
@@ -271,7 +289,9 @@ def test_kv_head_replication_and_replica_warnings():
     ("llama-3.1-70b", "h100-80gb", {"method": "int8"}, [Method.FP8, Method.NONE]),
     ("llama-3.1-70b", "a100-80gb", {"method": "int8"}, [Method.NONE]),
     ("llama-3.1-70b", "h100-80gb", {"method": "fp8"}, [Method.NONE]),
-    ("llama-3.1-70b", "h100-80gb", {}, []),  # bf16: nothing above
+    ("llama-3.1-70b", "h100-80gb", HIGHEST, []),  # bf16: nothing above
+    # fewest GPUs: awq on one GPU; the gate climbs to fp8 (2 GPUs) and bf16 (2 GPUs)
+    ("llama-3.1-70b", "h100-80gb", {}, [Method.FP8, Method.NONE]),
     ("llama-3.1-8b", "h100-80gb",
      {"method": "awq", "quantization__fallback": ["gptq", "none"]}, [Method.GPTQ, Method.NONE]),
 ])
@@ -298,3 +318,26 @@ def test_reference_models_on_reference_pools(model, fleet_name):
     assert p.fits, p.reasons
     assert p.gpus_per_replica <= 8 and p.memory_per_gpu_gi_b <= p.budget_per_gpu_gi_b
     assert p.kv_cache_tokens >= 8192
+
+
+# ---- Job sizing ------------------------------------------------------------------------------------------------
+def test_awq_calibration_is_capped_to_the_gpu_with_a_warning():
+    p = run("llama-3.1-8b", "l4", method="awq")  # 21.9 GiB L4: 256 × 2048-token samples need ~100 GiB
+    assert p.fits and p.calibration_samples == 49
+    assert p.quantize_gpu_memory_gi_b <= 21.9
+    assert any(w.startswith("spec.quantization.calibration.samples 256: AWQ caches the calibration activations "
+                            "on the GPU (0.38 GiB per 2048-token sample), 100.3 GiB > 21.9 GiB; the quantize Job "
+                            "uses 49 samples") for w in p.warnings), p.warnings
+    # host memory: the bf16 model (14.96 GiB) × 1.9 (measured 27.5 GiB peak on an H200) + 2 GiB
+    assert p.quantize_host_memory_gi_b == pytest.approx(14.96 * 1.9 + 2, abs=0.1)
+    h200 = run("llama-3.1-8b", "h200", method="awq")  # 139 GiB holds the cache of 256 samples
+    assert h200.calibration_samples == 256 and not any("AWQ caches" in w for w in h200.warnings)
+    gptq = run("llama-3.1-8b", "l4", method="gptq")  # about one decoder layer on the GPU
+    assert gptq.calibration_samples == 256 and gptq.quantize_gpu_memory_gi_b < 3
+
+
+def test_evaluate_job_never_asks_for_more_gpus_than_a_node_has():
+    p = run("llama-3.1-405b", "h100-80gb")  # awq on 4; the bf16 baseline needs 16 of the node's 8
+    assert (p.fp16_gpus_per_replica, p.evaluate_gpus) == (16, 8)
+    assert any("the evaluate Job asks for 8" in w for w in p.warnings)
+    assert run("llama-3.1-70b", "h100-80gb").evaluate_gpus == 2

@@ -36,10 +36,14 @@ def test_exact_parameter_counts(cfg, params, quantizable):
     assert p.unquantized_parameters == params - quantizable
 
 
+def _params(profile, name):
+    return sum(p.count for p in profile.params if p.name == name)
+
+
 def test_parts_kept_in_16_bit():
-    qwen = profile_from_config(QWEN2_7B, "q")
-    assert qwen.qkv_bias and not qwen.o_bias
-    assert qwen.bias_params()["column"] == 28 * 3584 and qwen.bias_params()["kv"] == 28 * 2 * 512
+    qwen = profile_from_config(QWEN2_7B, "q")  # qwen2: q/k/v biases, none on o
+    assert _params(qwen, "q_proj.bias") == 28 * 3584 and _params(qwen, "k_proj.bias+v_proj.bias") == 28 * 2 * 512
+    assert _params(qwen, "o_proj.bias") == 0
     assert qwen.lm_head_params == qwen.embedding_params == 152064 * 3584
     tied = profile_from_config(QWEN25_15B, "t")
     assert tied.lm_head_params == 0
@@ -47,8 +51,8 @@ def test_parts_kept_in_16_bit():
     routers = [x for x in moe.linears() if not x.quantized]
     assert [(r.name, r.in_features, r.out_features, r.count) for r in routers] == [("router.gate", 4096, 8, 32)]
     biased = profile_from_config(LLAMA_BIAS, "b")  # llama attention_bias covers q, k, v and o
-    assert biased.qkv_bias and biased.o_bias and biased.mlp_bias
-    assert sum(biased.bias_params().values()) == 2 * ((4 * 16 + 2 * 2 * 16) + 64 + 2 * 128 + 64)
+    biases = sum(p.count for p in biased.params if "bias" in p.name)
+    assert biases == 2 * ((4 * 16 + 2 * 2 * 16) + 64 + 2 * 128 + 64)
 
 
 def test_head_dim_derived_or_explicit():
@@ -68,9 +72,13 @@ def test_config_errors_name_the_key(cfg, message):
         profile_from_config(cfg)
 
 
-def test_multimodal_text_config_is_unwrapped():
-    p = profile_from_config({"model_type": "llava", "text_config": QWEN2_7B}, "v")
-    assert p.parameters == 7_615_616_512
+def test_unknown_architecture_is_refused_with_the_supported_list():
+    with pytest.raises(ProfileError) as err:
+        profile_from_config({"model_type": "llava", "text_config": QWEN2_7B}, "v")
+    assert str(err.value).startswith("config.json.model_type: 'llava' is not a supported architecture; "
+                                     "supported model types: deepseek_v2, deepseek_v3, gemma2, gemma3, ")
+    with pytest.raises(ProfileError, match="model_type: missing is not a supported architecture"):
+        profile_from_config({k: v for k, v in QWEN2_7B.items() if k != "model_type"})
 
 
 @pytest.mark.parametrize("name", [n for n, (_, published, _) in CATALOG_CONFIGS.items() if published])

@@ -243,6 +243,18 @@ def test_ladder_ends_at_none_which_serves_the_source():
     assert cond(d, "Quantized").reason == "NotRequired"
 
 
+def test_prequantized_source_deploys_with_no_job():
+    spec = parse_spec(SPEC)
+    plan = mkplan(Method.NONE).model_copy(update={"source_quantization": "awq", "scheme": "AWQ W4A16_ASYM g128"})
+    rungs = build_rungs(spec, plan, [], lambda m: plan)
+    d = run(rungs=rungs)
+    assert not [a for a in d.actions if type(a).__name__.startswith("Create")]
+    apply = [a for a in d.actions if isinstance(a, ApplyDeployment)]
+    assert apply and apply[0].target.artifact_uri is None
+    assert cond(d, "Quantized").message == "the source is already quantized (awq): served as stored, no job"
+    assert cond(d, "Evaluated").reason == "NotRequired"
+
+
 FAILURES = [
     # (pod, job failed reason, expected reason, retried)
     (done_pod("", 137, "OOMKilled"), "BackoffLimitExceeded", "OOMKilled", False),
@@ -338,7 +350,6 @@ def test_nf4_is_gated_without_a_quantize_job():
 
 @pytest.mark.parametrize(("methods", "kw", "needle"), [
     ((Method.GGUF,), {"product": None, "gpus": 0}, "CPU serving is not built yet"),
-    ((Method.AWQ,), {"tp": 8, "pp": 2, "gpus": 16}, "LeaderWorkerSet"),
 ])
 def test_unservable_plans_are_unsupported_before_any_job(methods, kw, needle):
     d = run(methods=methods, **kw)

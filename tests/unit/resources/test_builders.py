@@ -147,3 +147,16 @@ def test_service_and_records():
     assert rec["metadata"]["labels"]["qmodel.io/artifact-key"] == KEY
     assert read_record(rec) == {"ok": True, "method": "awq"}
     assert read_record({"data": {"result.json": "not json"}}) is None
+
+
+def test_quantize_job_is_sized_by_the_plan():
+    spec = parse_spec({"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"}})
+    plan = Plan(method=Method.AWQ, scheme="W4A16_ASYM", gpu_product="NVIDIA-L4", fits=True,
+                quantize_host_memory_gi_b=29.4, calibration_samples=49)
+    job = build_quantize_job(OWNER, spec, plan, method=Method.AWQ, key="k")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["memory"] == container["resources"]["limits"]["memory"] == "30Gi"
+    assert '"samples":49' in " ".join(container["args"])
+    pinned = parse_spec({"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"}, "jobs": {"resources": {"memory": "64Gi"}}})
+    job = build_quantize_job(OWNER, pinned, plan, method=Method.AWQ, key="k")
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] == "64Gi"
