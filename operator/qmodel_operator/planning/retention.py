@@ -33,7 +33,9 @@ def collectable(records: Iterable[ArtifactRecordInfo], retention: Retention | No
                 now: datetime) -> list[ArtifactRecordInfo]:
     if retention is None or (retention.keep_last is None and retention.unreferenced_after_hours is None):
         return []
-    ordered = sorted(records, key=lambda r: (r.created or now, r.key), reverse=True)
+    # Newest first; among records of the same second (creationTimestamp has one-second resolution) a referenced one
+    # counts as the newer.
+    ordered = sorted(records, key=lambda r: (r.created or now, r.key in referenced, r.key), reverse=True)
     out = []
     for i, r in enumerate(ordered):
         if r.key in referenced or not r.uri:

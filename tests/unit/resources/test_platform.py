@@ -196,3 +196,9 @@ def test_provenance_of_the_served_artifact():
     assert provenance(spec, QuantizedModelStatus(), artifacts, evaluations, {}) is None
     kept = QuantizedModelStatus(serving_artifact=st.serving_artifact, provenance=p)
     assert provenance(spec, kept, {}, {}, {}) is p  # record not observed now: the written provenance stays
+
+
+def test_retention_ties_keep_the_referenced_one():
+    same = [rec("zzz", 1), rec("aaa", 1)]
+    assert [x.key for x in collectable(same, Retention(keep_last=1), {"aaa"}, NOW)] == ["zzz"]
+    assert [x.key for x in collectable(same, Retention(keep_last=1), {"zzz"}, NOW)] == ["aaa"]
