@@ -9,7 +9,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch from the pinned release first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	# scripts/torch_pin.py keeps the plain pin where it resolves to a CPU wheel (a local +cpu wheel, macOS) and
+	# switches to PyTorch's CPU index where it would pick the CUDA build (Linux from PyPI).
+	$(PY) -m pip install -q $$($(PY) scripts/torch_pin.py 2.13.0)
 	$(PY) -m pip install -q -e '.[dev,quantize,evaluate]'
 	$(PY) -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 	touch $@
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/qmodel demo $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check operator tests benchmarks docs charts
+	$(VENV)/bin/ruff check operator tests benchmarks docs charts scripts
 	$(VENV)/bin/mypy
 
 test: $(STAMP)

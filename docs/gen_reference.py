@@ -146,6 +146,12 @@ REASONS: dict[Reason, tuple[str, str]] = {
                                   "not control; the operator will not take it over."),
     Reason.API_ERROR: ("Degraded", "The API server refused a write (admission, quota, RBAC, validation); the "
                                    "message names the object and the answer."),
+    Reason.CREATE_CONTAINER_CONFIG_ERROR: ("Degraded", "A serving pod cannot start: a Secret or ConfigMap it "
+                                                       "references (e.g. `credentialsSecretRef`) is missing."),
+    Reason.CRASH_LOOP_BACK_OFF: ("Degraded", "Serving pods keep crashing (CrashLoopBackOff, or 3+ restarts while "
+                                             "not ready); the message has the exit code and the last words."),
+    Reason.PROGRESS_DEADLINE_EXCEEDED: ("Degraded", "The rollout made no progress within the Deployment's "
+                                                    "`progressDeadlineSeconds`."),
     Reason.READY: ("Healthy", "Serving the newest spec."),
     Reason.PROGRESSING: ("Progressing", "Work is under way."),
 }

@@ -12,7 +12,8 @@ Measures, for the baseline (source) model and the candidate (artifact), one mode
 - a short greedy-generation sanity check (no empty output, no repeated-n-gram degeneration beyond the baseline's).
 Gate: perplexity increase ≤ maxIncrease AND ≤ maxIncreasePercent, every task drop ≤ maxDropPercent, prompt pass
 rate ≥ minPassPercent of the baseline's, generation sane. The result (EvaluateResult) goes to report.json and the
-termination message; a failed gate exits with ExitCode.GATE_FAILED, distinct from errors.
+termination message. The gate verdict is a result, not an error: a failed gate exits 0 with ``passed: false``
+(the Job succeeds, no alert fires on a normal fallback); non-zero exit codes are kept for real errors.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     if is_s3(args.output_dir):
         upload(out_dir, args.output_dir)
     progress("done", message=result.message)
-    return result, ExitCode.OK if result.passed else ExitCode.GATE_FAILED
+    return result, ExitCode.OK  # a failed gate is a verdict (passed: false), not a failure of the Job
 
 
 def gate(args: EvaluateArgs, measured: dict[str, dict[str, Any]]) -> EvaluateResult:

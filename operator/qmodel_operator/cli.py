@@ -13,6 +13,7 @@ COMMANDS = ("plan", "crd", "run", "cluster", "demo")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmodel", description="Quantize, gate and serve LLMs on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -23,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qmodel-operator")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

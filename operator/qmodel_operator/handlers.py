@@ -3,7 +3,7 @@
 * QuantizedModel create/update/resume → reconcile; its DELETED watch event → drop the object's metric series. No
   finalizer is ever added (the garbage collector removes the children through their ownerReferences), and without
   one Kopf calls no ``on.delete`` handler, so the watch event is what tells the operator an object is gone.
-* Events of our Jobs, their Pods, our Deployments and LeaderWorkerSets → reconcile of the owner (named by the
+* Events of our Jobs, their Pods, our Deployments and their Pods, LeaderWorkerSets → reconcile of the owner (named by the
   ``qmodel.io/owner-name`` annotation the builders put on them), so progress never waits for the resync.
 * A periodic resync (``QMODEL_RESYNC_SECONDS``) reconciles every QuantizedModel. It is a plain task rather than
   ``kopf.timer`` because Kopf puts a finalizer on every object that has a timer, and a finalizer nobody removes
@@ -33,6 +33,7 @@ from .resources.common import (
     ANNOTATION_OWNER_NAME,
     COMPONENT_EVALUATE,
     COMPONENT_QUANTIZE,
+    COMPONENT_SERVING,
     LABEL_ARTIFACT_KEY,
     LABEL_COMPONENT,
     LABEL_EVALUATION_KEY,
@@ -54,6 +55,7 @@ def _is_job_component(value: Any, **_: Any) -> bool:
 
 
 JOB_PODS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: _is_job_component}
+SERVING_PODS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: COMPONENT_SERVING}
 
 
 @dataclass
@@ -148,6 +150,7 @@ async def quantizedmodel_deleted(**kwargs: Any) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=OURS)
 @kopf.on.event("v1", "pods", labels=JOB_PODS)
+@kopf.on.event("v1", "pods", labels=SERVING_PODS)
 async def child_changed(**kwargs: Any) -> None:
     _trigger(kwargs["namespace"], kwargs["annotations"].get(ANNOTATION_OWNER_NAME), kwargs)
 
@@ -170,6 +173,12 @@ def qmodel_pods(**kw: Any) -> dict[Any, Any]:
     namespace, body = kw["namespace"], kw["body"]
     job = obs.pod_job_name(body)
     return {(namespace, job): obs.pod_summary(body)} if job else {}
+
+
+@kopf.index("v1", "pods", labels=SERVING_PODS)
+def qmodel_serving_pods(**kw: Any) -> dict[Any, Any]:
+    namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
+    return {(namespace, labels.get(LABEL_QM)): obs.pod_summary(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=OURS)

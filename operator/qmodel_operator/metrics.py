@@ -18,14 +18,20 @@ qmodel_api_requests_total                              counter    verb, resource
 qmodel_quantizedmodels                                 gauge      ready (true|false)
 =====================================================  =========  ============================================
 
-Stage durations are measured between condition transitions persisted in status (``lastTransitionTime`` of the
-stage's previous state to the transition), so they survive an operator restart.
+Stage durations are measured from condition times persisted in status, so they survive an operator restart
+(``stage_durations``). A stage starts at the later of two moments: its own condition leaving True
+(``lastTransitionTime`` of its not-True state) and the previous stage's condition becoming True (quantize after
+Planned, evaluate after Quantized, rollout after Evaluated) — so the evaluate stage does not include the
+quantization before it, nor a rollout the whole lifecycle. It ends when its condition turns True with a reason
+that did work (``JobSucceeded``, ``GatePassed``, ``Available``) or the gate fails; an artifact or gate result
+reused without a Job records no duration. ``lifecycle`` (creation → first Ready) is recorded once per object.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -51,12 +57,50 @@ RECONCILE_DURATION = Histogram("qmodel_reconcile_duration_seconds", "Wall time o
 TRANSITIONS = Counter("qmodel_transitions_total", "Condition transitions written.", ["condition", "status", "reason"],
                       registry=REGISTRY)
 JOBS_CREATED = Counter("qmodel_jobs_created_total", "Jobs created.", ["component"], registry=REGISTRY)
-ARTIFACTS_REUSED = Counter("qmodel_artifacts_reused_total", "Quantize Jobs not started because the artifact "
-                           "record existed.", registry=REGISTRY)
+ARTIFACTS_REUSED = Counter("qmodel_artifacts_reused_total", "Ladder attempts that used an existing artifact "
+                           "instead of running a quantize Job.", registry=REGISTRY)
 API_REQUESTS = Counter("qmodel_api_requests_total", "Requests this operator's reconcile sent to the API server "
                        "(Kopf's own watches and patches not included).", ["verb", "resource"], registry=REGISTRY)
 QUANTIZED_MODELS = Gauge("qmodel_quantizedmodels", "QuantizedModels known, by readiness.", ["ready"],
                          registry=REGISTRY)
+
+
+# stage → (its condition, the condition of the stage before it, reasons that end it having done work)
+STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "quantize": ("Quantized", "Planned", ("JobSucceeded",)),
+    "evaluate": ("Evaluated", "Quantized", ("GatePassed", "GateFailed", "FallingBack")),
+    "rollout": ("Serving", "Evaluated", ("Available",)),
+}
+
+
+def _parse(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def stage_durations(old: Sequence[Any], new: Sequence[Any], now: datetime) -> list[tuple[str, float]]:
+    """(stage, seconds) for every stage that ended between the conditions ``old`` and ``new`` (pure)."""
+    before = {c.type: c for c in old}
+    after = {c.type: c for c in new}
+    out: list[tuple[str, float]] = []
+    for stage, (type_, previous, ends) in STAGES.items():
+        c, prev = after.get(type_), before.get(type_)
+        if c is None or prev is None or c.reason not in ends or (prev.status, prev.reason) == (c.status, c.reason):
+            continue
+        if prev.status == "True" and c.status == "True":
+            continue  # True → True with another reason: the stage did not run again
+        starts = [_parse(prev.last_transition_time) if prev.status != "True" else None]
+        for p in (before.get(previous), after.get(previous)):  # the same pass may already start the next rung
+            if p is not None and p.status == "True":
+                starts.append(_parse(p.last_transition_time))
+        known = [s for s in starts if s is not None]
+        if known:
+            out.append((stage, max(0.0, (now - max(known)).total_seconds())))
+    return out
 
 
 _SERIES: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}

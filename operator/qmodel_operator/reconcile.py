@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .api.conditions import ConditionType, Reason, set_condition
+from .api.conditions import ConditionType, Reason, is_true, set_condition
 from .api.resource import SpecError, parse_spec
 from .api.spec import QuantizedModelSpec
 from .api.status import QuantizedModelStatus, ResolvedRevision
@@ -61,6 +61,7 @@ from .planning.stages import (
     build_rungs,
     condition_events,
     decide,
+    ladder_above,
     parse_time,
     transitions,
 )
@@ -79,12 +80,13 @@ from .resources.cleanup import COMPONENT_CLEANUP, build_cleanup_job
 from .resources.common import LABEL_ARTIFACT_KEY, LABEL_QM, job_name, label_value
 from .resources.extras import desired_children, plan_children, selector_string
 from .resources.lws import LWS_API_VERSION, build_leader_worker_set, build_serving_workload
+from .resources.owned import owned_fields
 from .settings import Settings
 
 log = logging.getLogger("qmodel.reconcile")
 
 INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes",
-               "qmodel_artifact_records", "qmodel_lws")
+               "qmodel_artifact_records", "qmodel_lws", "qmodel_serving_pods")
 
 _STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
 
@@ -123,6 +125,8 @@ class Reconciler:
         self.ready = asyncio.Event()
         self._readiness: dict[tuple[str, str], bool] = {}  # for the qmodel_quantizedmodels gauge only
         self.hub = RevisionResolver(settings.hub_endpoint, settings.revision_refresh_seconds)
+        self._seen: set[str] = set()  # uids of objects this process reconciled (metrics only)
+        self._lifecycle_done: set[str] = set()  # uids whose creation → first Ready duration is recorded
 
     # -------------------------------------------------------------------------------------------- scheduling
 
@@ -228,9 +232,15 @@ class Reconciler:
                                               artifact_key=target.artifact_key)
             return applied_hash(workload), applied_hash(build_service(owner))
 
+        def owned(target: ServingTarget) -> dict[str, Any]:
+            assert spec is not None
+            return owned_fields(build_serving_workload(owner, spec, target.plan, artifact_uri=target.artifact_uri,
+                                                       artifact_key=target.artifact_key))
+
         decision = decide(spec=spec, spec_errors=errors, generation=generation, status=status, rungs=rungs,
                           observed=observed, now=now, endpoint=endpoint(owner), desired_hashes=hashes,
-                          max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name))
+                          max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name),
+                          desired_owned=owned)
         if spec is not None:
             decision.status.resolved_revision = resolved
             decision.status.provenance = provenance(
@@ -297,10 +307,14 @@ class Reconciler:
         profile = profile_for(spec, config_json)
         fleet = fleet_from_nodes(obs.nodes(self.indexes))
         base = plan(spec, profile, fleet)
-        if not base.fits:
+        ladder = fallback_ladder(spec, base)
+        if not base.fits and not ladder:
+            # The planner computes a ladder only for a plan that fits: climb from an infeasible explicit method
+            # (e.g. awq with groupSize 256, which Marlin cannot run) through the higher rungs that fit.
+            ladder = [m for m in ladder_above(base.method) if plan(spec, profile, fleet, method=m).fits]
+        if not base.fits and not ladder:
             return [Rung(method=base.method, plan=base, artifact_key="", evaluation_key="")]
-        return build_rungs(spec, base, fallback_ladder(spec, base),
-                           lambda m: plan(spec, profile, fleet, method=m))
+        return build_rungs(spec, base, ladder, lambda m: plan(spec, profile, fleet, method=m))
 
     def _refused(self, decision: Decision, *, old_conditions: list[Any], exc: Exception, generation: int,
                  now: datetime) -> None:
@@ -450,24 +464,34 @@ class Reconciler:
             c.type == ConditionType.READY and c.status == "True" for c in new.conditions)
         self._count_ready()
         method = str(new.plan.method) if new.plan else ""
-        for prev, c in transitions(old.conditions, new.conditions):
+        uid = str((qm.get("metadata") or {}).get("uid") or f"{owner.namespace}/{owner.name}")
+        if uid not in self._seen:
+            # First sight of the object in this process: one that served before (an operator restart) has had
+            # its lifecycle recorded by an earlier process, or never will be; do not record it on a later flip.
+            self._seen.add(uid)
+            if old.serving_artifact is not None or is_true(old.conditions, ConditionType.READY):
+                self._lifecycle_done.add(uid)
+        for _, c in transitions(old.conditions, new.conditions):
             metrics.TRANSITIONS.labels(condition=c.type, status=c.status, reason=c.reason).inc()
-            if c.reason == Reason.ARTIFACT_REUSED:
-                metrics.ARTIFACTS_REUSED.inc()
-            started = parse_time(prev.last_transition_time) if prev is not None and prev.status != "True" else None
-            stage = {"Quantized": "quantize", "Evaluated": "evaluate", "Serving": "rollout"}.get(c.type)
-            if stage and started and (c.status == "True" or c.reason in (Reason.GATE_FAILED, Reason.FALLING_BACK)):
-                metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(
-                    max(0.0, (now - started).total_seconds()))
-            if c.type == ConditionType.READY and c.status == "True" and (prev is None or prev.status != "True"):
+            log.info("%s/%s %s=%s %s: %s", owner.namespace, owner.name, c.type, c.status, c.reason,
+                     c.message[:300])
+            if c.type == ConditionType.READY and c.status == "True" and uid not in self._lifecycle_done:
+                self._lifecycle_done.add(uid)
                 created = parse_time((qm.get("metadata") or {}).get("creationTimestamp"))
                 if created:
                     metrics.STAGE_DURATION.labels(stage="lifecycle", method=method).observe(
                         max(0.0, (now - created).total_seconds()))
+        for stage, seconds in metrics.stage_durations(old.conditions, new.conditions, now):
+            metrics.STAGE_DURATION.labels(stage=stage, method=method).observe(seconds)
         old_outcomes = {attempt_identity(a): a.outcome for a in old.attempts}
         for a in new.attempts:
             was = old_outcomes.get(attempt_identity(a))
-            if was == a.outcome or a.evaluation_key is None:
+            if was == a.outcome:
+                continue
+            if was in (None, "Running") and a.outcome not in ("Running", "Superseded") \
+                    and a.artifact_key in decision.reused:
+                metrics.ARTIFACTS_REUSED.inc()  # one per attempt that used an existing artifact
+            if a.evaluation_key is None:
                 continue
             if a.outcome == "Passed":
                 metrics.GATE_RESULTS.labels(method=str(a.method), result="passed").inc()

@@ -86,7 +86,8 @@ def test_ready_true_is_healthy_and_names_the_endpoint(health):
 
 DEGRADED = [Reason.GATE_FAILED, Reason.INVALID_SPEC, Reason.INFEASIBLE, Reason.JOB_FAILED, Reason.OOM_KILLED,
             Reason.DEADLINE_EXCEEDED, Reason.BACKOFF_LIMIT_EXCEEDED, Reason.IMAGE_PULL_BACK_OFF,
-            Reason.UNSCHEDULABLE, Reason.UNSUPPORTED, Reason.BAD_INPUT, Reason.CONFLICT, Reason.API_ERROR]
+            Reason.UNSCHEDULABLE, Reason.UNSUPPORTED, Reason.BAD_INPUT, Reason.CONFLICT, Reason.API_ERROR,
+            Reason.CREATE_CONTAINER_CONFIG_ERROR, Reason.CRASH_LOOP_BACK_OFF, Reason.PROGRESS_DEADLINE_EXCEEDED]
 
 
 @pytest.mark.parametrize("reason", DEGRADED, ids=str)

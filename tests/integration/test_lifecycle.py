@@ -224,6 +224,14 @@ def test_planning_failures_name_the_field_and_the_numbers(kube: Kube, ns: str) -
     kube.create_qm(ns, "unknown", {"model": {"source": "hf://nobody/unheard-of-model"}})
     invalid = kube.wait_condition(ns, "unknown", "Ready", "False", "InvalidSpec")
     assert "spec.model.source" in invalid["message"]
+    # an architecture the planner has no exact builder for: refused, naming the model_type and the supported list
+    kube.core.create_namespaced_config_map(ns, {"metadata": {"name": "mamba-config"}, "data": {"config.json": json.dumps(
+        {"model_type": "mamba", "num_hidden_layers": 64, "hidden_size": 2560, "vocab_size": 50280})}})
+    kube.create_qm(ns, "mamba", {"model": {"source": "hf://state-spaces/mamba-2.8b",
+                                           "configMapRef": {"name": "mamba-config"}}})
+    refused = kube.wait_condition(ns, "mamba", "Ready", "False", "InvalidSpec")
+    assert "model_type: 'mamba' is not a supported architecture; supported model types: deepseek_v2" \
+        in refused["message"], refused
     kube.create_qm(ns, "huge", {"model": {"source": "hf://meta-llama/Llama-3.1-70B-Instruct"},
                                 "quantization": {"method": "none"}, "serving": {"gpu": {"maxPerReplica": 1}}})
     infeasible = kube.wait_condition(ns, "huge", "Ready", "False", "Infeasible")

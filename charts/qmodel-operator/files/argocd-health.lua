@@ -9,6 +9,7 @@ local degraded = {
   GateFailed = true, InvalidSpec = true, Infeasible = true, JobFailed = true, OOMKilled = true,
   DeadlineExceeded = true, BackoffLimitExceeded = true, ImagePullBackOff = true, Unschedulable = true,
   Unsupported = true, BadInput = true, Conflict = true, ApiError = true,
+  CreateContainerConfigError = true, CrashLoopBackOff = true, ProgressDeadlineExceeded = true,
 }
 
 -- Reasons of a stage that is doing work right now.

@@ -55,6 +55,9 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     CONFLICT = "Conflict"  # a child's name is taken by an object this QuantizedModel does not control
     API_ERROR = "ApiError"  # the API server refused a write (admission, quota, RBAC, validation)
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"  # a serving pod's Secret/ConfigMap is missing
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"  # serving pods keep crashing
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"  # the rollout made no progress within its deadline
     READY = "Ready"
     PROGRESSING = "Progressing"
 

@@ -116,7 +116,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Method", "type": "string", "jsonPath": ".status.plan.method",
      "description": "Quantization method the plan chose"},
     {"name": "TP", "type": "integer", "jsonPath": ".status.plan.tensorParallelSize",
-     "description": "Tensor-parallel size per replica"},
+     "description": "Tensor-parallel size per replica (0 when no plan fits)"},
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.plan.gpusPerReplica", "priority": 1,
      "description": "GPUs per replica"},
     {"name": "Product", "type": "string", "jsonPath": ".status.plan.gpuProduct", "priority": 1,
@@ -124,6 +124,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Gate", "type": "boolean", "jsonPath": ".status.evaluation.passed",
      "description": "Whether the candidate passed the quality gate"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+     "description": "Why Ready is what it is (Progressing, GateFailed, CrashLoopBackOff, ...)"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

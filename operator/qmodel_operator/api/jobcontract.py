@@ -47,7 +47,7 @@ class ExitCode(IntEnum):
     OK = 0
     ERROR = 1  # unexpected failure (a bug, an I/O error): retry may help
     BAD_INPUT = 2  # the spec or the data cannot work: retrying will not help
-    GATE_FAILED = 3  # evaluation ran and the candidate did not meet the thresholds
+    GATE_FAILED = 3  # legacy: earlier evaluator images exited 3 on a failed gate; now the verdict exits 0
     OUT_OF_MEMORY = 4  # the job caught a CUDA/host OOM itself (the kernel's OOM kill shows as 137/OOMKilled)
     UNSUPPORTED = 5  # the method/format cannot be produced by this image
 

@@ -36,17 +36,37 @@ class InputError(Exception):
     pass
 
 
+DESCRIPTION = """\
+Plan the precision, GPU product and tensor/pipeline parallelism of a QuantizedModel manifest, without a
+cluster: the same planner that writes status.plan."""
+
+EPILOG = """\
+exit codes:
+  0  the plan fits
+  1  invalid input (every error with its field path on stderr)
+  2  nothing fits (the plan with fits: false on stdout, the reasons on stderr)
+
+examples:
+  qmodel plan -f examples/qwen2-7b-awq-a100.yaml --nodes examples/fleets/a100-80gb.yaml
+  kubectl get nodes -o yaml | qmodel plan -f qm.yaml --nodes - -o json"""
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "plan", help="plan precision, GPU product and TP/PP for a QuantizedModel",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-f", "--filename", required=True, help="QuantizedModel manifest (YAML or JSON; - for stdin)")
-    p.add_argument("--nodes", help="`kubectl get nodes -o yaml` output (a List or one Node; - for stdin); "
-                                   "default: one node of 8 × NVIDIA-H100-80GB-HBM3")
-    p.add_argument("--model-config", help="the model's config.json (overrides the built-in catalog)")
-    p.add_argument("--method", choices=[str(m) for m in Method],
-                   help="plan this method instead of spec.quantization.method (a fallback rung)")
-    p.add_argument("-o", "--output", choices=["json", "table"], default="table")
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-f", "--filename", required=True, metavar="FILE",
+                   help="QuantizedModel manifest, YAML or JSON (- reads stdin)")
+    p.add_argument("--nodes", metavar="FILE", help="what `kubectl get nodes -o yaml` prints: a List or one Node "
+                                                   "(- reads stdin); default: one node of 8 x "
+                                                   "NVIDIA-H100-80GB-HBM3")
+    p.add_argument("--model-config", metavar="FILE",
+                   help="the model's config.json (overrides the built-in catalog)")
+    p.add_argument("--method", choices=[str(m) for m in Method], metavar="METHOD",
+                   help="plan this method instead of spec.quantization.method, as a fallback rung would be "
+                        f"(one of: {', '.join(str(m) for m in Method)})")
+    p.add_argument("-o", "--output", choices=["json", "table"], default="table", metavar="FORMAT",
+                   help="table (default) or json (status.plan, camelCase)")
     p.set_defaults(func=run)
 
 
@@ -117,15 +137,17 @@ def render_table(p: Plan, fleet: Fleet) -> str:
     def gib(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f} GiB"
 
+    cc = f" (compute capability {p.compute_capability})" if p.compute_capability else ""
     rows = [
-        ("model", f"{p.model_profile} ({_params(p.parameters_billions)} parameters)"),
+        ("model", f"{p.model_profile or 'unknown'} ({_params(p.parameters_billions)} parameters)"),
         ("fits", "yes" if p.fits else "NO"),
         ("method", f"{p.method} ({p.scheme})" if p.scheme else str(p.method)),
-        ("gpu", f"{p.gpu_product} (compute capability {p.compute_capability})" if p.gpu_product else "none (CPU)"),
+        ("gpu", f"{p.gpu_product}{cc}" if p.gpu_product else "none (CPU)" if p.fits or not fleet.has_gpus
+         else "none fits"),
         *([("source", f"pre-quantized ({p.source_quantization}): served as stored, no quantize job")]
           if p.source_quantization else []),
         ("parallelism", f"TP {p.tensor_parallel_size} × PP {p.pipeline_parallel_size} = "
-                        f"{p.gpus_per_replica} GPU(s) per replica"),
+                        f"{p.gpus_per_replica} GPU(s) per replica" if p.fits else "none fits (see the reasons)"),
     ]
     if p.fits:
         rows += [

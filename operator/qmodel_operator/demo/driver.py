@@ -146,6 +146,10 @@ def stop_previous(directory: Path, say: Callable[[str], None] | None = None) -> 
                 say(f"stopping the {what} of the previous demo (pid {pid})")
             _stop_pid(pid)
             stopped = True
+    # The kubeconfig points at the stopped API server: a KUBECONFIG still exported would talk to nothing.
+    kubeconfig = state.get("kubeconfig")
+    if kubeconfig and Path(kubeconfig).resolve().is_relative_to(directory.resolve()):
+        Path(kubeconfig).unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     return stopped
 
@@ -278,6 +282,7 @@ class Demo:
             _stop_pid(self.procs.operator.pid)
         if self.procs.cluster is not None:
             _stop_pid(self.procs.cluster.pid)
+            (self.cluster_dir / "kubeconfig").unlink(missing_ok=True)  # its API server is gone
         (self.dir / STATE_FILE).unlink(missing_ok=True)
 
     def _dir_arg(self) -> str:

@@ -6,6 +6,7 @@ never reconciles from a half-listed cluster) of what it needs, each reduced to a
 * ``qmodel_jobs``     Jobs with our managed-by label, keyed ``(namespace, qm label)``  → ``job_summary``, and
                       quantize Jobs also ``(namespace, "artifact", key)`` (in-flight artifacts of other objects)
 * ``qmodel_pods``     Pods of those Jobs, keyed ``(namespace, job name)``               → ``pod_summary``
+* ``qmodel_serving_pods`` Pods of our Deployments, keyed ``(namespace, qm label)``      → ``pod_summary``
 * ``qmodel_deploys``  Deployments with our label, keyed ``(namespace, qm label)``       → ``deployment_summary``
 * ``qmodel_lws``      LeaderWorkerSets with our label, keyed ``(namespace, qm label)`` → ``lws_summary``
 * ``qmodel_services`` Services with our label, keyed ``(namespace, qm label)``          → applied hash
@@ -36,6 +37,7 @@ from ..resources.common import (
     label_value,
 )
 from ..resources.lws import lws_name
+from ..resources.owned import owned_fields
 from ..resources.records import read_record
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -59,7 +61,10 @@ def job_summary(body: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if c.get("type") == "Complete":
             complete = c
-        elif c.get("type") == "Failed":
+        elif c.get("type") == "Failed" or (c.get("type") == "FailureTarget" and failed is None):
+            # The Job controller (v1.31+) sets FailureTarget as soon as the Job is doomed (deadline, backoff
+            # limit, podFailurePolicy) and Failed only once every pod has terminated, which can take the pods'
+            # grace period: FailureTarget already decides the outcome and its reason.
             failed = c
     component = labels.get(LABEL_COMPONENT, "")
     return {
@@ -98,9 +103,12 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     out: dict[str, Any] = {"name": meta.get("name", ""), "phase": status.get("phase") or "Pending",
-                           "created": meta.get("creationTimestamp") or ""}
+                           "created": meta.get("creationTimestamp") or "",
+                           "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, "")}
     statuses = status.get("containerStatuses") or []
     if statuses:
+        out["restarts"] = _int(statuses[0].get("restartCount"))
+        out["ready"] = bool(statuses[0].get("ready"))
         state = statuses[0].get("state") or {}
         term = state.get("terminated")
         if term is None and (statuses[0].get("lastState") or {}).get("terminated") and not state.get("running"):
@@ -122,7 +130,12 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
 def deployment_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
+    progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
     return {
+        "progressing": [progressing.get("status", ""), progressing.get("reason", ""),
+                        progressing.get("message", ""), progressing.get("lastUpdateTime")] if progressing else None,
+        "progressDeadlineSeconds": _int((body.get("spec") or {}).get("progressDeadlineSeconds"), 600),
+        "owned": owned_fields(body),
         "name": meta.get("name", ""),
         "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, ""),
         "hash": (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH),
@@ -178,7 +191,8 @@ def _pod_obs(p: Mapping[str, Any]) -> PodObs:
     return PodObs(name=p["name"], phase=p.get("phase", "Pending"), exit_code=p.get("exitCode"),
                   terminated_reason=p.get("terminatedReason"), message=p.get("message"),
                   waiting_reason=p.get("waitingReason"), waiting_message=p.get("waitingMessage"),
-                  unschedulable_message=p.get("unschedulable"), created=p.get("created", ""))
+                  unschedulable_message=p.get("unschedulable"), created=p.get("created", ""),
+                  restarts=p.get("restarts", 0), ready=p.get("ready", False))
 
 
 def _values(index: Any, key: Any) -> list[Any]:
@@ -217,6 +231,11 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
             if j.get("owner") != name and j.get("component") == "quantize":
                 foreign.append((str(j.get("owner")), job_obs(j)))
     records = indexes.get("qmodel_records")
+    # Records of every Job we see too, not only of the current rungs: a finished Job of a superseded attempt
+    # (before a quantization edit) must find its record, or every resync would post it again (409).
+    artifact_keys += [j.key for j in jobs if j.component != COMPONENT_EVALUATE and j.key not in artifact_keys]
+    evaluation_keys = list(evaluation_keys)
+    evaluation_keys += [j.key for j in jobs if j.component == COMPONENT_EVALUATE and j.key not in evaluation_keys]
     artifacts: dict[str, dict[str, Any]] = {}
     for key in artifact_keys:
         found = _values(records, (namespace, "artifact", key))
@@ -234,7 +253,10 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
             deployment = DeploymentObs(name=d["name"], applied_hash=d["hash"], generation=d["generation"],
                                        observed_generation=d["observedGeneration"], spec_replicas=d["specReplicas"],
                                        replicas=d["replicas"], updated_replicas=d["updatedReplicas"],
-                                       ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"])
+                                       ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"],
+                                       progressing=tuple(d["progressing"]) if d.get("progressing") else None,
+                                       progress_deadline_seconds=d.get("progressDeadlineSeconds", 600),
+                                       owned=d.get("owned") or {})
     lws = None
     for d in _values(indexes.get("qmodel_lws"), (namespace, qm)):
         if d["name"] == lws_name(name):
@@ -246,8 +268,11 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
     service_hash = None
     for s in _values(indexes.get("qmodel_services"), (namespace, qm)):
         service_hash = s["hash"]
+    serving_pods = tuple(sorted((_pod_obs(p) for p in _values(indexes.get("qmodel_serving_pods"), (namespace, qm))
+                                 if not p.get("owner") or p["owner"] == name), key=lambda p: (p.created, p.name)))
     return Observed(jobs=tuple(jobs), artifacts=artifacts, evaluations=evaluations, deployment=deployment,
-                    service_hash=service_hash, foreign_jobs=tuple(foreign), leader_worker_set=lws)
+                    service_hash=service_hash, foreign_jobs=tuple(foreign), leader_worker_set=lws,
+                    serving_pods=serving_pods)
 
 
 def nodes(indexes: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ exact count from the shapes is within 0.5 % of it)."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -206,6 +207,16 @@ def infer_profile(source: str) -> ModelProfile | None:
     return best[1] if best else None
 
 
+_QUANTIZED_TOKENS = re.compile(r"(?:^|[-_.])(awq|gptq|fp8|int4|int8|w4a16|w8a8|w8a16|mxfp4|nvfp4|bnb|4bit|8bit)"
+                               r"(?:$|[-_.])")
+
+
+def prequantized_name(source: str) -> str | None:
+    """The quantization a model name advertises (``Qwen2.5-72B-Instruct-AWQ`` → ``awq``), or None."""
+    m = _QUANTIZED_TOKENS.search(normalize_model_name(source))
+    return m.group(1) if m else None
+
+
 def profile_for(spec: QuantizedModelSpec, config_json: dict[str, Any] | None = None) -> ModelProfile:
     """The profile to plan with: the caller's config.json (e.g. from spec.model.configMapRef or --model-config)
     wins, then spec.model.profile, then the profile inferred from spec.model.source."""
@@ -214,6 +225,15 @@ def profile_for(spec: QuantizedModelSpec, config_json: dict[str, Any] | None = N
         return profile_from_config(config_json, name)
     if spec.model.profile:
         return get_profile(spec.model.profile)
+    quantized = prequantized_name(spec.model.source)
+    if quantized:
+        inferred = infer_profile(spec.model.source)
+        if inferred is None or inferred.source_format is None:
+            raise ProfileError(
+                f"spec.model.source: {spec.model.source!r} names a pre-quantized checkpoint ({quantized}); the "
+                "planner sizes it from its own quantization_config: give its config.json (spec.model.configMapRef "
+                "or qmodel plan --model-config)")
+        return inferred
     inferred = infer_profile(spec.model.source)
     if inferred is None:
         raise ProfileError(

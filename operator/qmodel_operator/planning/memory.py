@@ -232,10 +232,34 @@ def tp_rejection(profile: ModelProfile, tp: int) -> str | None:
     return None
 
 
-def marlin_rejection(profile: ModelProfile, fmt: WeightFormat, tp: int) -> str | None:
-    """Marlin's shape rules for weight-only 4/8-bit kernels, checked on every TP shard."""
-    if not fmt.marlin:
+def block_rejection(profile: ModelProfile, fmt: WeightFormat, tp: int) -> str | None:
+    """Block-quantized weights (DeepSeek-V3's FP8 128 × 128) shard only on block boundaries: vLLM's FP8 linear
+    method refuses an output (column) or input (row) shard that is not a multiple of the block ("... is not
+    divisible by weight quantization block_n = 128"), e.g. Qwen3-30B-A3B-FP8's 768-wide experts at TP 4."""
+    if fmt.block is None or tp == 1:
         return None
+    block_n, block_k = fmt.block
+    for lin in profile.linears():
+        if not fmt.stores(lin) or lin.split not in ("column", "row"):
+            continue
+        in_f, out_f = shard_shape(lin, profile, tp)
+        if "gate_up" in lin.name:  # a merged layer: each of its two outputs shards on its own
+            out_f //= 2
+        if lin.split == "column" and out_f % block_n:
+            return (f"{lin.name} output size per shard {out_f} (TP {tp}) is not divisible by the weight "
+                    f"quantization block {block_n}")
+        if lin.split == "row" and in_f % block_k:
+            return (f"{lin.name} input size per shard {in_f} (TP {tp}) is not divisible by the weight "
+                    f"quantization block {block_k}")
+    return None
+
+
+def marlin_rejection(profile: ModelProfile, fmt: WeightFormat, tp: int) -> str | None:
+    """Marlin's shape rules for weight-only 4/8-bit kernels, checked on every TP shard (and the block rule of
+    block-quantized formats)."""
+    blocked = block_rejection(profile, fmt, tp)
+    if blocked or not fmt.marlin:
+        return blocked
     g = -1 if fmt.group_size is None else fmt.group_size
     if g not in MARLIN_GROUP_SIZES:
         return f"group size {g} is not supported by Marlin (only {', '.join(map(str, MARLIN_GROUP_SIZES))})"

@@ -337,7 +337,7 @@ def plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, *, metho
             fits=False, reasons=reasons, warnings=warnings, model_profile=profile.name,
             parameters_billions=_billions(profile),
             compute_capability=pools[0].shape.cc_str if len(pools) == 1 else None,
-            gpus_per_replica=0,
+            gpus_per_replica=0, tensor_parallel_size=0, pipeline_parallel_size=0,  # nothing fits: no layout
         )
 
     result = best[1]

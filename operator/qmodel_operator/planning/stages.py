@@ -22,6 +22,12 @@ the next rung starts; when every rung failed, Ready=False reason GateFailed. An 
 matches any rung (a quantization or evaluation field was edited) is marked Superseded; a Failed attempt (a Job
 failure, not a gate failure) from an older generation is Superseded too, so any edit retries it.
 
+A first rung that does not fit (e.g. 4-bit with groupSize 256, which Marlin cannot run) climbs the ladder like a
+gate failure; Infeasible only when no rung fits. A quantize Job that ran out of memory (OOMKilled) climbs to the
+next rung whose quantize Job needs less memory (``QUANTIZE_MEMORY_TIER``: fp8 needs no calibration data, none
+and nf4 no Job), skipping rungs that would need as much (int8 after awq); without such a rung it stays terminal.
+An evaluate Job's OOM is terminal: every rung evaluates the same bf16 baseline.
+
 Job failures map to distinct reasons: OOMKilled (pod reason OOMKilled, or the job's own exit code 4),
 DeadlineExceeded (Job condition), BadInput (exit 2), Unsupported (exit 5), BackoffLimitExceeded (any other
 failure, e.g. exit 1). Only the last is retried — an unexpected error may be transient; the same pod with the same
@@ -70,6 +76,13 @@ from .topology import serving_topology
 
 MAX_ATTEMPTS = 32
 
+# Memory a rung's quantize Job needs, in tiers. AWQ, GPTQ and INT8 W8A8 (SmoothQuant + GPTQ) hold the bf16 model,
+# the activations of every calibration sample and (GPTQ) a Hessian per layer; FP8 dynamic is data-free (the model
+# only); none and nf4 run no quantize Job. After a quantize Job ran out of memory, only rungs of a lower tier can
+# succeed with the same spec.jobs.resources.memory, so the ladder climbs to the next of those and skips the rest.
+QUANTIZE_MEMORY_TIER: dict[Method, int] = {Method.AWQ: 2, Method.GPTQ: 2, Method.INT8: 2, Method.GGUF: 2,
+                                           Method.FP8: 1, Method.NONE: 0, Method.NF4: 0}
+
 _R = TypeVar("_R", bound=BaseModel)
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +100,8 @@ class PodObs:
     waiting_message: str | None = None
     unschedulable_message: str | None = None
     created: str = ""
+    restarts: int = 0  # serving pods: the container's restartCount
+    ready: bool = False  # serving pods: the container is ready
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,10 @@ class DeploymentObs:
     ready_replicas: int = 0
     available_replicas: int = 0
     kind: str = "Deployment"  # or "LeaderWorkerSet" (its replicas are groups; available = ready groups)
+    # The Deployment controller's Progressing condition (status, reason, message, lastUpdateTime) and deadline.
+    progressing: tuple[str, str, str, str | None] | None = None
+    progress_deadline_seconds: int = 600
+    owned: Mapping[str, Any] = field(default_factory=dict)  # live values of the fields the operator sets
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,7 @@ class Observed:
     service_hash: str | None = None
     # Quantize Jobs of *other* QuantizedModels in the namespace producing one of our rungs' artifacts.
     foreign_jobs: tuple[tuple[str, JobObs], ...] = ()  # (owner name, job)
+    serving_pods: tuple[PodObs, ...] = ()  # pods of our Deployment (any ReplicaSet)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,12 +249,14 @@ class Decision:
     status: QuantizedModelStatus
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    reused: set[str] = field(default_factory=set)  # artifact keys this pass found made by no Job of this attempt
 
 
 WARNING_REASONS = {
     Reason.INVALID_SPEC, Reason.INFEASIBLE, Reason.JOB_FAILED, Reason.OOM_KILLED, Reason.DEADLINE_EXCEEDED,
     Reason.BACKOFF_LIMIT_EXCEEDED, Reason.IMAGE_PULL_BACK_OFF, Reason.UNSCHEDULABLE, Reason.GATE_FAILED,
     Reason.FALLING_BACK, Reason.UNSUPPORTED, Reason.BAD_INPUT, Reason.CONFLICT, Reason.API_ERROR,
+    Reason.CREATE_CONTAINER_CONFIG_ERROR, Reason.CRASH_LOOP_BACK_OFF, Reason.PROGRESS_DEADLINE_EXCEEDED,
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,6 +300,19 @@ def build_rungs(spec: QuantizedModelSpec, base: Plan, fallback: Sequence[Method]
         key = rung_key(spec, method, p.scheme or None)
         out.append(Rung(method=method, plan=p, artifact_key=key, evaluation_key=evaluation_key(key, spec)))
     return out
+
+
+# Higher-precision rungs to climb to from an explicit method that does not fit, nearest first.
+_LADDER_ABOVE: dict[Method, list[Method]] = {
+    Method.AWQ: [Method.INT8, Method.FP8, Method.NONE], Method.GPTQ: [Method.INT8, Method.FP8, Method.NONE],
+    Method.NF4: [Method.INT8, Method.FP8, Method.NONE], Method.INT8: [Method.FP8, Method.NONE],
+    Method.FP8: [Method.NONE],
+}
+
+
+def ladder_above(method: Method) -> list[Method]:
+    """The rungs above ``method`` in precision, nearest first (auto, none and gguf have none)."""
+    return list(_LADDER_ABOVE.get(method, []))
 
 
 def attempt_identity(a: Attempt) -> tuple[str, str | None, str | None]:
@@ -389,6 +424,63 @@ def _rollout_complete(dep: DeploymentObs, replicas: int) -> bool:
             and (replicas == 0 or dep.replicas == replicas))
 
 
+CRASH_RESTARTS = 3  # a serving container restarted this often and still not ready is crash-looping
+
+
+def serving_problem(pods: Sequence[PodObs], dep: DeploymentObs, now: datetime) -> tuple[str, str] | None:
+    """Why a rollout that is not complete cannot complete by waiting, as (reason, message); None while it may.
+
+    In order: a missing Secret/ConfigMap (CreateContainerConfigError, also CreateContainerError), crash-looping
+    pods (CrashLoopBackOff, or ``CRASH_RESTARTS`` restarts while not ready — between two back-offs the container
+    runs for a moment), image pull errors, unschedulable pods, and a stalled rollout: the Deployment controller's
+    Progressing=False reason ProgressDeadlineExceeded, or (a controller that never sets it) no progress recorded
+    on its Progressing condition for longer than ``progressDeadlineSeconds``.
+    """
+    for pod in pods:
+        if pod.waiting_reason in ("CreateContainerConfigError", "CreateContainerError"):
+            return (Reason.CREATE_CONTAINER_CONFIG_ERROR,
+                    f"serving pod {pod.name} cannot start its container ({pod.waiting_reason}"
+                    + (f": {pod.waiting_message}" if pod.waiting_message else "") + ")")
+    for pod in pods:
+        if pod.waiting_reason == "CrashLoopBackOff" or (pod.restarts >= CRASH_RESTARTS and not pod.ready):
+            last = f"; last exit code {pod.exit_code}" if pod.exit_code is not None else ""
+            words = _result_message(pod)
+            return (Reason.CRASH_LOOP_BACK_OFF,
+                    f"serving pod {pod.name} is crash-looping ({pod.restarts} restarts{last})"
+                    + (f": {words}" if words else ""))
+    for pod in pods:
+        if pod.waiting_reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            return (Reason.IMAGE_PULL_BACK_OFF,
+                    f"serving pod {pod.name} cannot pull its image ({pod.waiting_reason}"
+                    + (f": {pod.waiting_message}" if pod.waiting_message else "") + ")")
+        if pod.unschedulable_message is not None:
+            return (Reason.UNSCHEDULABLE, f"serving pod {pod.name} is unschedulable: {pod.unschedulable_message}")
+    if dep.progressing is not None:
+        status, reason, message, updated = dep.progressing
+        if status == "False" and reason == "ProgressDeadlineExceeded":
+            return (Reason.PROGRESS_DEADLINE_EXCEEDED,
+                    f"Deployment {dep.name}: {message or 'progress deadline exceeded'} "
+                    f"(progressDeadlineSeconds {dep.progress_deadline_seconds})")
+        idle = _seconds_since(updated, now)
+        if updated and idle > dep.progress_deadline_seconds:
+            return (Reason.PROGRESS_DEADLINE_EXCEEDED,
+                    f"Deployment {dep.name} made no progress for {idle:.0f} s, more than its "
+                    f"progressDeadlineSeconds {dep.progress_deadline_seconds}")
+    return None
+
+
+def owned_drift(live: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
+    """The fields the operator sets whose live value differs from the rendered one, as readable sentences
+    (``kubectl scale`` changes spec.replicas, ``kubectl edit`` an image or the args). Fields others set are not
+    compared: only the keys of ``desired``."""
+    out = []
+    for path, want in desired.items():
+        have = live.get(path)
+        if have != want:
+            out.append(f"{path} is {json.dumps(have)[:200]}, rendered {json.dumps(want)[:200]}")
+    return out
+
+
 def transitions(old: Sequence[Condition], new: Sequence[Condition]) -> list[tuple[Condition | None, Condition]]:
     """(previous, new) for each condition of ``new`` that is new or whose status or reason changed."""
     before = {c.type: c for c in old}
@@ -422,9 +514,9 @@ class _Ctx:
     actions: list[Action] = field(default_factory=list)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    produced_here: set[str] = field(default_factory=set)  # artifact keys produced by one of our Jobs
     blocked: tuple[str, str] | None = None  # (reason, message) that keeps Ready False
     falling_back: str | None = None  # message while a later rung runs after a gate failure
+    reused: set[str] = field(default_factory=set)  # artifact keys found made by no Job of their attempt
 
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
         self.conds = set_condition(self.conds, type_, status, reason, message,  # type: ignore[arg-type]
@@ -445,12 +537,9 @@ def _pod_result(pod: PodObs | None, model: type[_R]) -> _R | None:
 def _harvest(ctx: _Ctx) -> None:
     """Results of finished Jobs not yet recorded become records (whatever attempt — or, for a quantize Job of
     another QuantizedModel with the same key, whatever owner — they belonged to)."""
-    own = {id(j) for j in ctx.observed.jobs}
     for job in (*ctx.observed.jobs, *(j for _, j in ctx.observed.foreign_jobs)):
         pod = job.terminated_pod()
         if job.component == "quantize":
-            if job.succeeded and id(job) in own:
-                ctx.produced_here.add(job.key)
             if not job.succeeded or job.key in ctx.artifacts:
                 continue
             result = _pod_result(pod, QuantizeResult)
@@ -462,6 +551,8 @@ def _harvest(ctx: _Ctx) -> None:
         elif job.component == "evaluate":
             if job.key in ctx.evaluations:
                 continue
+            # The evaluator exits 0 with its verdict; a failed Job whose pod exited GATE_FAILED (3) comes from an
+            # earlier evaluator image and still carries a verdict.
             gate_failed = pod is not None and pod.exit_code == int(ExitCode.GATE_FAILED)
             if not (job.succeeded or (job.failed_reason and gate_failed)):
                 continue
@@ -664,9 +755,11 @@ def _run_rung(ctx: _Ctx, st: QuantizedModelStatus, rung: Rung, attempt: Attempt,
         art = _artifact_from(spec, rung, data)
         st.artifact = art
         uri = art.uri
-        if rung.artifact_key in ctx.produced_here:
+        if any(j.succeeded and j.generation >= (attempt.generation or 0)
+               for j in _jobs_for(ctx, "quantize", rung.artifact_key)):
             ctx.set(C.QUANTIZED, "True", Reason.JOB_SUCCEEDED, f"artifact {art.key} written to {art.uri}")
         else:
+            ctx.reused.add(rung.artifact_key)
             ctx.set(C.QUANTIZED, "True", Reason.ARTIFACT_REUSED,
                     f"artifact {art.key} already exists at {art.uri} (record qmodel-artifact-{art.key}); no job")
     data = ctx.evaluations.get(rung.evaluation_key)
@@ -714,6 +807,7 @@ def decide(
     desired_hashes: Callable[[ServingTarget], tuple[str, str]],
     max_retries: int = 2,
     job_name: Callable[[str, str, int], str] | None = None,
+    desired_owned: Callable[[ServingTarget], Mapping[str, Any]] | None = None,
 ) -> Decision:
     """The next actions and the new status. ``rungs`` is empty when planning failed before a plan existed."""
     st = status.model_copy(deep=True)
@@ -727,7 +821,7 @@ def decide(
 
     def finish() -> Decision:
         st.conditions = ctx.conds
-        return Decision(st, ctx.actions, condition_events(old_conditions, st.conditions))
+        return Decision(st, ctx.actions, condition_events(old_conditions, st.conditions), reused=ctx.reused)
 
     def not_ready(reason: str, message: str, *, stages: str = "waiting for the plan") -> Decision:
         for t in (C.QUANTIZED, C.EVALUATED, C.SERVING):
@@ -746,7 +840,7 @@ def decide(
         return not_ready(Reason.INFEASIBLE, msg)
 
     base = rungs[0].plan
-    if not base.fits:
+    if not any(r.plan.fits for r in rungs):  # a first rung that does not fit climbs the ladder (groupSize 256)
         st.plan = base
         msg = "; ".join(base.reasons) or f"{base.method} does not fit"
         ctx.set(C.PLANNED, "False", Reason.INFEASIBLE, msg)
@@ -790,7 +884,31 @@ def decide(
                                 f"(rung {i + 2}/{len(rungs)})")
             return ctx.falling_back
         return None
+    oom_tier: int | None = None  # set when a quantize Job ran out of memory: only lighter rungs remain
+    not_fitting: list[str] = []
+
+    def climb_after_oom(i: int, rung: Rung, a: Attempt) -> bool:
+        """A quantize Job of rung ``i`` ran out of memory: continue with the next rung that needs less memory to
+        produce (``QUANTIZE_MEMORY_TIER``), if the ladder has one; False leaves the failure terminal."""
+        nonlocal oom_tier
+        tier = QUANTIZE_MEMORY_TIER.get(rung.method, 0)
+        if not a.reason.startswith(Reason.OOM_KILLED) or tier == 0 or rung.artifact_key in ctx.artifacts:
+            return False  # not an OOM, or not of the quantize Job (an evaluate Job OOMs on every rung alike)
+        nxt = next((k for k in range(i + 1, len(rungs))
+                    if QUANTIZE_MEMORY_TIER.get(rungs[k].method, 0) < tier and rungs[k].plan.fits), None)
+        if nxt is None:
+            return False
+        oom_tier = tier
+        gate_failures.append(f"{rung.method}: {a.reason}")
+        skipped = [str(r.method) for r in rungs[i + 1:nxt]]
+        ctx.falling_back = (f"{rung.method}'s quantize job ran out of memory ({a.reason[:300]}); trying "
+                            f"{rungs[nxt].method} (rung {nxt + 1}/{len(rungs)}), which needs less memory to produce"
+                            + (f"; skipping {', '.join(skipped)}, which would need as much" if skipped else ""))
+        return True
+
     for i, rung in enumerate(rungs):
+        if oom_tier is not None and QUANTIZE_MEMORY_TIER.get(rung.method, 0) >= oom_tier:
+            continue
         reason_unsupported = unsupported_reason(rung.plan)
         if reason_unsupported and rung.plan.fits:
             st.plan = rung.plan
@@ -806,6 +924,8 @@ def decide(
                 a.outcome = "Failed"
                 a.reason = f"{Reason.INFEASIBLE}: " + ("; ".join(rung.plan.reasons) or "does not fit")
             gate_failures.append(f"{rung.method} does not fit: " + "; ".join(rung.plan.reasons))
+            not_fitting.append(f"{rung.method} does not fit (" + ("; ".join(rung.plan.reasons) or "no reason")[:500]
+                               + ")")
             continue
         a = attempt_for(rung)
         if a.outcome == "GateFailed":
@@ -816,8 +936,11 @@ def decide(
             continue
         st.plan = rung.plan
         ctx.set(C.PLANNED, "True", Reason.PLANNED, plan_summary(rung.plan)
-                + ("; warnings: " + "; ".join(rung.plan.warnings) if rung.plan.warnings else ""))
+                + ("; warnings: " + "; ".join(rung.plan.warnings) if rung.plan.warnings else "")
+                + ("; fell back because " + "; ".join(not_fitting) if not_fitting else ""))
         if a.outcome == "Failed":
+            if climb_after_oom(i, rung, a):
+                continue
             reason = a.reason.split(":", 1)[0] or Reason.JOB_FAILED
             terminal = (reason, a.reason.split(":", 1)[-1].strip())
             break
@@ -831,6 +954,8 @@ def decide(
                 ctx.set(C.EVALUATED, "False", Reason.FALLING_BACK, falling_back)
             continue
         if state == _FAILED:
+            if climb_after_oom(i, rung, a):
+                continue
             terminal = ctx.blocked or (Reason.JOB_FAILED, a.reason)
         break
     else:
@@ -861,13 +986,20 @@ def decide(
         dep, old = ((observed.leader_worker_set, observed.deployment) if topo.multi_node
                     else (observed.deployment, observed.leader_worker_set))
         need_apply = dep is None or dep.applied_hash != dep_hash
+        drift = owned_drift(dep.owned, desired_owned(target)) if dep is not None and dep.owned and \
+            desired_owned is not None and not need_apply else []
         replicas = ctx.spec.serving.replicas
         what = plan_summary(target.plan) + (f", {topo.describe()}" if topo.multi_node else "")
         switching = (f"; switching from {old.kind} {old.name}, which keeps serving until the {topo.kind} has "
                      "rolled out") if old is not None else ""
         if observed.service_hash != svc_hash and not ctx.spec.suspend:
             ctx.actions.append(ApplyService())
-        if need_apply:
+        if drift and not ctx.spec.suspend:
+            ctx.actions.append(ApplyDeployment(target))
+            ctx.set(C.SERVING, "False", Reason.ROLLING_OUT,
+                    f"re-applying {dep.kind if dep else 'Deployment'} {dep.name if dep else ''}: the live object drifted from the rendered "
+                    "one: " + "; ".join(drift))
+        elif need_apply:
             if ctx.spec.suspend:
                 msg = f"spec.suspend is true: not updating the {topo.kind}"
                 ctx.set(C.SERVING, "False", Reason.SUSPENDED, msg)
@@ -885,6 +1017,9 @@ def decide(
                         f"{dep.available_replicas}/{replicas} replica(s) available: {what}")
                 if old is not None:
                     ctx.actions.append(DeleteWorkload(old.kind, old.name))
+            elif (problem := serving_problem(observed.serving_pods, dep, ctx.now)) is not None:
+                ctx.set(C.SERVING, "False", problem[0], problem[1])
+                terminal = terminal or problem
             else:
                 ctx.set(C.SERVING, "False", Reason.ROLLING_OUT,
                         f"{dep.updated_replicas}/{replicas} updated, {dep.available_replicas}/{replicas} "

@@ -73,8 +73,8 @@ PROMPTS_VOLUME = "prompts"
 PROMPTS_MOUNT = "/etc/qmodel/prompts"
 
 # Exit codes a retry of the same pod cannot fix: fail the Job at once (podFailurePolicy).
-NON_RETRYABLE_EXIT_CODES = [int(ExitCode.BAD_INPUT), int(ExitCode.GATE_FAILED), int(ExitCode.OUT_OF_MEMORY),
-                            int(ExitCode.UNSUPPORTED)]
+# A failed gate is not among them: the evaluator exits 0 with its verdict in the termination message.
+NON_RETRYABLE_EXIT_CODES = [int(ExitCode.BAD_INPUT), int(ExitCode.OUT_OF_MEMORY), int(ExitCode.UNSUPPORTED)]
 
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 

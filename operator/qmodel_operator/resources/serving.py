@@ -22,6 +22,7 @@ from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Plan
 from .common import (
     ANNOTATION_APPLIED_HASH,
+    ANNOTATION_OWNER_NAME,
     COMPONENT_SERVING,
     LABEL_ARTIFACT_KEY,
     LABEL_METHOD,
@@ -52,6 +53,9 @@ VLLM_PORT = 8000
 # The fixed 30 min window (10 s x 180) a multi-node group's Ray join waits (resources/lws.py); the vLLM startup
 # probe itself is sized from the model bytes (serving_pod.startup_seconds).
 STARTUP_FAILURE_THRESHOLD = 180
+# A rollout that made no progress for this long is stalled (Progressing=False ProgressDeadlineExceeded): the
+# startup probe's budget plus 5 minutes to schedule the pod and pull the image.
+PROGRESS_DEADLINE_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD + 300
 
 
 def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) -> list[str]:
@@ -113,7 +117,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
     extra = {LABEL_ARTIFACT_KEY: artifact_key, LABEL_METHOD: str(plan.method)}
     pod_meta = {
         "labels": labels(owner.name, COMPONENT_SERVING, **extra),
-        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(VLLM_PORT),
+        "annotations": {ANNOTATION_OWNER_NAME: owner.name, "prometheus.io/scrape": "true", "prometheus.io/port": str(VLLM_PORT),
                         "prometheus.io/path": "/metrics"},
     }
     customize_pod(spec, pod_spec, pod_meta)
@@ -123,6 +127,8 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "metadata": child_metadata(owner, deployment_name(owner.name), COMPONENT_SERVING, extra_labels=extra),
         "spec": {
             "replicas": spec.serving.replicas,
+            # Progress is a new pod becoming available; a large checkpoint may load for the whole startup probe.
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
             "selector": {"matchLabels": selector_labels(owner.name, COMPONENT_SERVING)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {"metadata": pod_meta, "spec": pod_spec},

@@ -214,3 +214,17 @@ def test_moe_reserve_counts_the_routed_outputs_vllm_holds():
     assert reserve_gib(ds, 8, 139.8) == pytest.approx(expected)
     dense = catalog()["llama-3.1-8b"]
     assert reserve_gib(dense, 1, 139.8) == pytest.approx(1.0 + 10 * 8192 * 14336 / GIB)
+
+
+def test_block_quantized_sources_shard_on_block_boundaries():
+    from qmodel_operator.planning.catalog import QWEN3_30B_A3B
+    from qmodel_operator.planning.memory import marlin_rejection
+
+    fp8 = {"quant_method": "fp8", "weight_block_size": [128, 128], "activation_scheme": "dynamic"}
+    qwen = profile_from_config({**QWEN3_30B_A3B, "quantization_config": fp8}, "qwen3-30b-a3b-fp8")
+    fmt = source_weight_format(qwen.source_format)
+    assert marlin_rejection(qwen, fmt, 2) is None  # experts 768 / 2 = 384 = 3 × 128 (gate and up each)
+    assert marlin_rejection(qwen, fmt, 4) == ("experts.gate_up_proj output size per shard 192 (TP 4) is not "
+                                              "divisible by the weight quantization block 128")
+    ds = catalog()["deepseek-v3"]
+    assert marlin_rejection(ds, source_weight_format(ds.source_format), 8) is None

@@ -120,3 +120,17 @@ def test_profile_for_precedence():
         profile_for(parse_spec({"model": {"source": "hf://a/b"}}))
     with pytest.raises(ProfileError, match=r"^spec\.model\.profile: unknown model profile 'nope'"):
         get_profile("nope")
+
+
+@pytest.mark.parametrize("source", ["hf://Qwen/Qwen2.5-72B-Instruct-AWQ", "hf://neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8",
+                                    "hf://TechxGenus/Mistral-7B-v0.3-GPTQ-int4"])
+def test_a_prequantized_name_without_its_config_is_refused(source):
+    # the catalog's bf16 shapes would plan a quantize Job for weights that are already quantized
+    spec = parse_spec({"model": {"source": source}})
+    with pytest.raises(ProfileError, match=r"^spec\.model\.source: .* names a pre-quantized checkpoint"):
+        profile_for(spec)
+
+
+def test_a_prequantized_catalog_model_is_inferred():
+    spec = parse_spec({"model": {"source": "hf://openai/gpt-oss-20b"}})
+    assert profile_for(spec).source_format is not None
