@@ -42,6 +42,7 @@ from .resources.common import (
     LABEL_RECORD,
     MANAGED_BY,
 )
+from .resources.lws import COMPONENT_SERVING_WORKER
 from .resources.records import RECORD_ARTIFACT, RECORD_EVALUATION
 from .settings import Settings
 
@@ -55,7 +56,11 @@ def _is_job_component(value: Any, **_: Any) -> bool:
 
 
 JOB_PODS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: _is_job_component}
-SERVING_PODS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: COMPONENT_SERVING}
+def _is_serving_component(value: Any, **_: Any) -> bool:
+    return value in (COMPONENT_SERVING, COMPONENT_SERVING_WORKER)  # LeaderWorkerSet workers too
+
+
+SERVING_PODS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: _is_serving_component}
 
 
 @dataclass

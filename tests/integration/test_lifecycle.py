@@ -91,7 +91,9 @@ def test_gate_failures_walk_the_ladder_to_the_source(kube: Kube, kubelet: Kubele
     assert args[1] == "Qwen/Qwen2-7B-Instruct" and "--revision" in args
     env = {e.name: e for e in dep.spec.template.spec.containers[0].env}
     assert env["HF_TOKEN"].value_from.secret_key_ref.name == "hf-token"
-    status = kube.qm(ns, "qm")["status"]
+    # the reconcile writes status after it applied the Deployment: wait for that write
+    status = wait_for(lambda: (lambda s: s if len(s.get("attempts") or []) == 3 and s["attempts"][2]["outcome"]
+                               == "Passed" else None)(kube.qm(ns, "qm")["status"]), what="the third attempt")
     assert [(a["method"], a["outcome"]) for a in status["attempts"]] == [
         ("awq", "GateFailed"), ("int8", "GateFailed"), ("none", "Passed")]
     assert "0.70 > maxIncrease 0.3" in status["attempts"][0]["reason"]

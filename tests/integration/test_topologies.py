@@ -86,7 +86,9 @@ class LwsController:
                           self.WORKER_INDEX: str(w)}
                 self.kube.core.create_namespaced_pod(ns, {
                     "apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": pod_name, "labels": labels, "ownerReferences": [
+                    "metadata": {"name": pod_name, "labels": labels,
+                                 "annotations": dict(role["metadata"].get("annotations") or {}),
+                                 "ownerReferences": [
                         {"apiVersion": f"{LWS_GROUP}/{LWS_VERSION}", "kind": "LeaderWorkerSet", "name": name,
                          "uid": lws["metadata"]["uid"], "controller": True}]},
                     "spec": role["spec"]})
@@ -105,6 +107,13 @@ class LwsController:
                            {"type": "ContainersReady", "status": "True" if ready else "False"}],
             "containerStatuses": [{"name": container.name, "ready": ready, "restartCount": 0,
                                    "image": container.image, "imageID": "", "state": state}]}})
+
+    def unschedulable(self, ns: str, pod: str, message: str) -> None:
+        """What the scheduler writes when no node fits the pod."""
+        self.kube.core.patch_namespaced_pod_status(pod, ns, {"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message},
+            {"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
+            "containerStatuses": []}})
 
     def sync(self, ns: str, name: str) -> int:
         """Write the set's status from its pods: a group is ready when all ``size`` pods of it are Ready."""
@@ -235,3 +244,16 @@ def test_switch_from_a_deployment_to_a_leader_worker_set_is_zero_downtime(
     ready = kube.wait_condition(ns, "moving", "Ready", "True")
     assert "1/1 replica(s)" in ready["message"]
     assert lws.list(ns)[0]["metadata"]["name"] == "moving-vllm"
+
+
+def test_an_unschedulable_worker_is_named_in_the_status(kube: Kube, lws: LwsController, ns: str) -> None:
+    """Workers are watched like the leader: a worker no node can take is the reason the replica is not ready."""
+    kube.create_qm(ns, "tight", {**LLAMA_70B, "serving": ON_ONE_GPU_NODES})
+    name = wait_for(lambda: lws.list(ns), what="the LeaderWorkerSet")[0]["metadata"]["name"]
+    pods = lws.start_groups(ns, name)
+    why = "0/6 nodes are available: 2 node(s) didn't match Pod's node affinity, 4 Insufficient nvidia.com/gpu"
+    lws.unschedulable(ns, pods[1], why)
+    assert lws.sync(ns, name) == 0
+    serving = kube.wait_condition(ns, "tight", "Serving", "False", "Unschedulable")
+    assert f"serving pod {pods[1]} is unschedulable: {why}" in serving["message"]
+    assert kube.condition(ns, "tight", "Ready")["status"] == "False"

@@ -26,6 +26,7 @@ from ..planning.catalog import profile_for
 from ..planning.fleet import Fleet, default_fleet, fleet_from_nodes
 from ..planning.planner import plan
 from ..planning.profiles import ProfileError
+from ..planning.topology import serving_topology
 
 EXIT_FITS = 0
 EXIT_INVALID = 1
@@ -151,6 +152,7 @@ def render_table(p: Plan, fleet: Fleet) -> str:
     ]
     if p.fits:
         rows += [
+            ("served as", serving_shape(p)),
             ("fp16 would need", (f"{p.fp16_gpus_per_replica} GPU(s)" if p.fp16_gpus_per_replica else "-")
              + (f" ({p.gpus_saved_vs_fp16} saved)" if p.gpus_saved_vs_fp16 else "")),
             ("per GPU" if p.gpus_per_replica else "per replica (CPU)", f"{gib(p.weights_per_gpu_gi_b)} weights + {gib(p.kv_cache_per_gpu_gi_b)} KV + "
@@ -197,6 +199,16 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: TextIO
         if not result.fits:
             print(f"infeasible: {len(result.reasons)} reason(s) above", file=stderr)
     return EXIT_FITS if result.fits else EXIT_INFEASIBLE
+
+
+def serving_shape(p: Plan) -> str:
+    """What the operator will run for one replica (planning/topology.py)."""
+    topo = serving_topology(p)
+    if not topo.multi_node:
+        return f"Deployment, 1 pod per replica ({topo.gpus_per_pod} GPU(s))" if p.gpu_product else \
+            "Deployment, 1 pod per replica (CPU)"
+    return (f"LeaderWorkerSet, {topo.nodes} pods per replica (1 leader + {topo.nodes - 1} worker(s)) x "
+            f"{topo.gpus_per_pod} GPU(s), {p.gpus_per_node} GPU(s) per node")
 
 
 def _params(billions: float | None) -> str:

@@ -264,7 +264,7 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
                                 observed_generation=d["observedGeneration"], spec_replicas=d["specReplicas"],
                                 replicas=d["replicas"], updated_replicas=d["updatedReplicas"],
                                 ready_replicas=d["readyReplicas"], available_replicas=d["availableReplicas"],
-                                kind="LeaderWorkerSet")
+                                kind="LeaderWorkerSet", owned=d.get("owned") or {})
     service_hash = None
     for s in _values(indexes.get("qmodel_services"), (namespace, qm)):
         service_hash = s["hash"]

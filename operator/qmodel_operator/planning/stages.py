@@ -995,7 +995,7 @@ def decide(
         if observed.service_hash != svc_hash and not ctx.spec.suspend:
             ctx.actions.append(ApplyService())
         if drift and not ctx.spec.suspend:
-            ctx.actions.append(ApplyDeployment(target))
+            ctx.actions.append(ApplyLeaderWorkerSet(target) if topo.multi_node else ApplyDeployment(target))
             ctx.set(C.SERVING, "False", Reason.ROLLING_OUT,
                     f"re-applying {dep.kind if dep else 'Deployment'} {dep.name if dep else ''}: the live object drifted from the rendered "
                     "one: " + "; ".join(drift))

@@ -38,6 +38,7 @@ from ..api.spec import QuantizedModelSpec
 from ..api.status import Plan
 from ..planning.topology import serving_topology
 from .common import (
+    ANNOTATION_OWNER_NAME,
     COMPONENT_SERVING,
     LABEL_ARTIFACT_KEY,
     LABEL_METHOD,
@@ -137,7 +138,8 @@ def build_leader_worker_set(owner: Owner, spec: QuantizedModelSpec, plan: Plan, 
                 "size": topo.nodes,
                 "restartPolicy": "RecreateGroupOnPodRestart",
                 "leaderTemplate": {"metadata": template["metadata"], "spec": leader_spec},
-                "workerTemplate": {"metadata": {"labels": labels(owner.name, COMPONENT_SERVING_WORKER, **extra)},
+                "workerTemplate": {"metadata": {"labels": labels(owner.name, COMPONENT_SERVING_WORKER, **extra),
+                                                "annotations": {ANNOTATION_OWNER_NAME: owner.name}},
                                    "spec": worker_spec},
             },
         },

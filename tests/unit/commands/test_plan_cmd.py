@@ -1,6 +1,7 @@
 """`qmodel plan`: exit codes, JSON output, input errors with field paths; in-process and as a subprocess."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,27 @@ def test_single_node_and_table_output(tmp_path, capsys):
     assert main(["plan", "-f", f, "--nodes", str(node)]) == 0
     out = capsys.readouterr().out
     assert "method           none (BF16)" in out and "NVIDIA-L4" in out and "TP 1 × PP 1 = 1 GPU(s)" in out
+
+
+@pytest.mark.parametrize(("source", "method", "nodes", "served_as"), [
+    # 4-bit Qwen2-72B is legal only at TP 1 (Marlin) and needs 2 A100-40GB: PP 2 inside one node
+    ("hf://Qwen/Qwen2-72B-Instruct", "awq", [("a100-0", "NVIDIA-A100-SXM4-40GB", 8, 40960, (8, 0))],
+     "Deployment, 1 pod per replica (2 GPU(s))"),
+    ("hf://meta-llama/Llama-3.1-70B-Instruct", "none",
+     [(f"h100-{i}", "NVIDIA-H100-80GB-HBM3", 1, 81559, (9, 0)) for i in range(4)],
+     "LeaderWorkerSet, 2 pods per replica (1 leader + 1 worker(s)) x 1 GPU(s), 1 GPU(s) per node"),
+])
+def test_table_says_how_a_pipeline_parallel_replica_is_served(tmp_path, capsys, source, method, nodes, served_as):
+    from qmodel_operator.planning.fleet import node_object
+    path = tmp_path / "nodes.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                    "items": [node_object(*n) for n in nodes]}))
+    f = manifest(tmp_path, {"model": {"source": source}, "quantization": {"method": method},
+                            "serving": {"gpu": {"maxPerReplica": 4}}})
+    assert main(["plan", "-f", f, "--nodes", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "TP 1 × PP 2 = 2 GPU(s)" in out
+    assert re.search(r"^served as +" + re.escape(served_as) + "$", out, re.M), out
 
 
 @pytest.mark.parametrize(("spec", "top", "args", "message"), [

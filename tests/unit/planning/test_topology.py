@@ -144,3 +144,19 @@ def test_a_dead_worker_makes_the_replica_unready():
     assert down.actions == []
     assert cond(down, "Serving").status == "False" and "0/1 available" in cond(down, "Serving").message
     assert cond(down, "Ready").status == "False" and down.status.ready_replicas == 0
+
+
+def test_a_scaled_leader_worker_set_is_re_applied_as_a_leader_worker_set():
+    """Drift (someone ran ``kubectl scale lws``) re-applies the set, never a Deployment in its place."""
+    k = key_of(MULTI)
+    live = DeploymentObs(name="qm-vllm", applied_hash=f"{k}/tp1pp2", generation=2, observed_generation=2,
+                         spec_replicas=3, replicas=3, updated_replicas=3, ready_replicas=3, available_replicas=3,
+                         kind="LeaderWorkerSet", owned={"spec.replicas": 3})
+    spec = parse_spec(SPEC)
+    rungs = build_rungs(spec, MULTI, [], lambda m: MULTI)
+    d = decide(spec=spec, spec_errors=[], generation=1, status=QuantizedModelStatus(), rungs=rungs,
+               observed=Observed(leader_worker_set=live, service_hash="svc"), now=NOW,
+               endpoint="http://qm.ns.svc:8000/v1", desired_hashes=hashes,
+               desired_owned=lambda t: {"spec.replicas": 1})
+    assert [type(a) for a in d.actions] == [ApplyLeaderWorkerSet]
+    assert "spec.replicas" in cond(d, "Serving").message

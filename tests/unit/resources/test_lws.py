@@ -127,3 +127,36 @@ def test_the_checked_in_crd_is_lws_v1_and_names_its_source():
     crd = yaml.safe_load(text)
     assert crd["metadata"]["name"] == "leaderworkersets.leaderworkerset.x-k8s.io"
     assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
+
+
+def test_worker_probes_really_probe(tmp_path):
+    """The rendered exec probes, run by a real shell: no raylet → fail; a raylet process → liveness passes;
+    readiness also needs the leader's Ray port to answer (the port swapped for a free one here)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    lws = build_leader_worker_set(OWNER, SPEC, mkplan(8, 2, 8), artifact_uri=URI, artifact_key=KEY)
+    worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+    live, ready = worker["livenessProbe"]["exec"]["command"], worker["readinessProbe"]["exec"]["command"]
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    ready = [*ready[:2], ready[2].replace("6379", str(port))]
+    env = {**os.environ, "LWS_LEADER_ADDRESS": "127.0.0.1"}
+
+    def ok(cmd: list[str]) -> bool:
+        return subprocess.run(cmd, env=env, capture_output=True, timeout=30, check=False).returncode == 0
+
+    assert not ok(live) and not ok(ready)
+    raylet = tmp_path / "raylet"  # a process whose name is raylet, as Ray's node manager is
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", raylet)
+    proc = subprocess.Popen([str(raylet), "60"])
+    try:
+        assert ok(live) and ok(ready)
+        server.close()  # the leader's Ray head is gone
+        assert ok(live) and not ok(ready)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not ok(live)
