@@ -7,11 +7,14 @@ QuantizedModel: it learns kinds from the CRDs applied to it.
 
 from .cli import main
 from .cluster import EmbeddedCluster, default_nodes, free_port, kubeconfig_text, load_nodes, run_cluster
+from .faults import FaultInjector, FaultRule
 from .kubelet import DeploymentRunner, LocalProcessDeploymentRunner, SimulatedDeploymentRunner
 
 __all__ = [
     "DeploymentRunner",
     "EmbeddedCluster",
+    "FaultInjector",
+    "FaultRule",
     "LocalProcessDeploymentRunner",
     "SimulatedDeploymentRunner",
     "default_nodes",

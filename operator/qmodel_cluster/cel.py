@@ -169,8 +169,8 @@ class CelRules:
                 text = f"Forbidden: {message}"
             elif reason == "FieldValueDuplicate":
                 text = f"Duplicate value: {message}"
-            else:
-                text = f"Invalid value: {_fmt(value)}: {message}"
+            else:  # the value is omitted, as a current kube-apiserver does for CEL rules
+                text = f"Invalid value: {message}"
             causes.append({"reason": reason, "field": field, "message": text})
         if isinstance(value, dict):
             props = schema.get("properties") or {}

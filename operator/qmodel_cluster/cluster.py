@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .faults import FaultInjector
 from .kubelet import DeploymentRunner, Kubelet
 from .server import ApiServer
 from .store import Store
@@ -257,6 +258,39 @@ class EmbeddedCluster:
             return fn(*args, **kwargs)
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
+
+    # ------------------------------------------------------------------ fault injection (reliability tests)
+
+    @property
+    def faults(self) -> FaultInjector:
+        """The fault injector (faults.py); installed on first use, so a cluster without faults has none."""
+        if self.server.faults is None:
+            self.server.faults = FaultInjector()
+        return self.server.faults
+
+    def end_watches(self) -> int:
+        """End every open watch with ``ERROR 410 Expired`` (clients must relist). Thread-safe; returns how many."""
+        from . import errors
+
+        return int(self.call(self.store.end_watches, errors.gone("too old resource version (injected)").status()))
+
+    async def restart_server_async(self, downtime: float = 0.5) -> None:
+        """Close the listener and every connection (watches end without a word), wait ``downtime`` seconds, listen
+        again on the same port; the store keeps its objects and resourceVersions, as etcd does."""
+        self.store.close_all_watchers()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await asyncio.sleep(downtime)
+        self._runner = web.AppRunner(self.server.make_app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
+        log.info("embedded API server restarted on %s", self.url)
+
+    def restart_server(self, downtime: float = 0.5) -> None:
+        """``restart_server_async`` from another thread (clusters started with ``start_in_thread()``)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self.restart_server_async(downtime), self._loop).result(downtime + 30)
 
     # ------------------------------------------------------------------ test drivers (kubelet "none")
 

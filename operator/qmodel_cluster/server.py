@@ -15,6 +15,8 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi
+from .faults import FaultInjector, FaultRule
+from .patching import json_patch, merge_patch
 from .resources import ResourceType
 from .selectors import parse_field_selector, parse_label_selector
 from .store import Store, Watcher
@@ -73,6 +75,7 @@ class ApiServer:
         self.address = "127.0.0.1:0"
         self._stopping = asyncio.Event()
         self._lines: OrderedDict[tuple[int, str, str], tuple[dict[str, Any], bytes]] = OrderedDict()
+        self.faults: FaultInjector | None = None  # reliability tests only (faults.py)
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[_errors_middleware], client_max_size=64 * 1024 * 1024)
@@ -188,6 +191,11 @@ class ApiServer:
                 resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get", "patch", "update"]})
             for sub in rt.subresources:
+                if sub == "scale":
+                    resources.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
+                                      "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                      "verbs": ["get", "patch", "update"]})
+                    continue
                 resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get"]})
             if rt.scale is not None:
@@ -246,6 +254,43 @@ class ApiServer:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         q = request.query
         method = request.method
+        if self.faults is not None and self.faults.rules:
+            verb = ("WATCH" if _truthy(q.get("watch")) else "LIST") if method == "GET" and name is None else method
+            rule = self.faults.pick(verb, request.path_qs, request.headers.get("User-Agent", ""))
+            if rule is not None:
+                return await self._inject(request, rule, group, version, rest, namespace)
+        return await self._serve(request, rt, version, namespace, name, sub)
+
+    async def _inject(self, request: web.Request, rule: FaultRule, group: str, version: str, rest: list[str],
+                      namespace: str | None) -> web.StreamResponse:
+        """Answer a request the way the fault rule says (see faults.py)."""
+        if rule.kind == "status":
+            raise rule.error()
+        rt = self._type(group, version, rest[0])
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) >= 3 else None
+        if rule.kind == "observe":
+            return await self._serve(request, rt, version, namespace, name, sub)
+        if rule.kind == "gone":
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            await resp.write(_dumps({"type": "ERROR", "object": errors.gone(
+                "too old resource version (injected fault)").status()}) + b"\n")
+            await resp.write_eof()
+            return resp
+        if rule.kind == "hang":
+            await asyncio.sleep(rule.delay)
+        else:  # lost: the request takes effect, its response never arrives
+            with contextlib.suppress(errors.ApiError):
+                await self._serve(request, rt, version, namespace, name, sub)
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=504)
+
+    async def _serve(self, request: web.Request, rt: ResourceType, version: str, namespace: str | None,
+                     name: str | None, sub: str | None) -> web.StreamResponse:
+        q = request.query
+        method = request.method
         dry_run = q.get("dryRun") == "All"
         strict = q.get("fieldValidation", "").lower() == "strict"
         manager = q.get("fieldManager") or _default_manager(request)
@@ -274,6 +319,8 @@ class ApiServer:
             raise errors.method_not_allowed()
         if sub == "log":
             return await self._pod_log(request, namespace or "", name)
+        if sub == "scale":
+            return await self._scale(request, rt, namespace, name, manager)
         if method == "GET":
             obj = self.store.get(rt, namespace, name)
             return self._object_response(request, rt, version, obj)
@@ -312,6 +359,43 @@ class ApiServer:
                                     dry_run=dry_run or "All" in (opts.get("dryRun") or []))
             return self._object_response(request, rt, version, obj)
         raise errors.method_not_allowed()
+
+    async def _scale(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
+                     manager: str) -> web.Response:
+        """``<workloads>/scale`` (autoscaling/v1 Scale): GET, PUT, and merge/JSON/apply patches of spec.replicas;
+        what ``kubectl scale`` and an HPA use."""
+        if request.method == "GET":
+            return _json_response(to_scale(self.store.get(rt, namespace, name)))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed()
+        ctype = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0].strip()
+        body = await self._body(request, yaml_ok=ctype.startswith("application/apply-patch"))
+        current = self.store.get(rt, namespace, name)
+        scale = to_scale(current)
+        if request.method == "PUT":
+            new = body
+        elif ctype == "application/json-patch+json":
+            new = json_patch(scale, body)
+        elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json",
+                       "application/apply-patch+yaml"):
+            if not isinstance(body, dict):
+                raise errors.bad_request("the patch must be a JSON object")
+            new = merge_patch(scale, body)
+        else:
+            raise errors.unsupported_media_type(ctype, ["application/json-patch+json",
+                                                        "application/merge-patch+json"])
+        replicas = ((new or {}).get("spec") or {}).get("replicas") if isinstance(new, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("Scale", "autoscaling", name, [{
+                "reason": "FieldValueInvalid", "field": "spec.replicas",
+                "message": f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"}])
+        rv = ((new.get("metadata") or {}).get("resourceVersion")) if request.method == "PUT" else None
+        if rv and rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.qualified, rt.plural, rt.group, name)
+        obj = self.store.patch(rt, namespace, name, "application/merge-patch+json",
+                               {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                                "spec": {"replicas": replicas}}, field_manager=manager)
+        return _json_response(to_scale(obj))
 
     async def _body(self, request: web.Request, yaml_ok: bool = False) -> Any:
         raw = await request.read()
@@ -400,6 +484,9 @@ class ApiServer:
                 if item is None:
                     break
                 kind, obj = item
+                if kind == "ERROR":  # the stream is ended by the server (end_watches)
+                    await resp.write(_dumps({"type": "ERROR", "object": obj}) + b"\n")
+                    break
                 if table:
                     view = self.store.view(rt, obj, version)
                     t = to_table(rt, version, [view], view["metadata"].get("resourceVersion"), include,
@@ -472,6 +559,23 @@ class ApiServer:
             await asyncio.sleep(0.2)
         await resp.write_eof()
         return resp
+
+
+def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a workload."""
+    md = obj["metadata"]
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    sel = spec.get("selector") or {}
+    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
+    for e in sel.get("matchExpressions") or []:
+        op, key, values = e.get("operator"), e.get("key"), ",".join(e.get("values") or [])
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                      "DoesNotExist": f"!{key}"}.get(op, key))
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in md},
+            "spec": {"replicas": spec.get("replicas", 1)},
+            "status": {"replicas": status.get("replicas", 0), "selector": ",".join(parts)}}
 
 
 def _default_manager(request: web.Request) -> str:

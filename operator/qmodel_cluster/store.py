@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import errors
+from . import errors, managed
 from .patching import apply_merge, fields_v1, json_patch, merge_patch, strategic_merge_patch
 from .resources import Registry, ResourceType, crd_to_type
 from .selectors import Predicate
@@ -31,6 +31,7 @@ log = logging.getLogger("qmodel_cluster.store")
 
 Key = tuple[str, str]  # (group, plural)
 ObjKey = tuple[str, str]  # (namespace, name)
+ManagedFields = list[dict[str, Any]]
 
 PATCH_TYPES_CUSTOM = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
 PATCH_TYPES_BUILTIN = PATCH_TYPES_CUSTOM + ["application/strategic-merge-patch+json"]
@@ -242,6 +243,17 @@ class Store:
         self.watchers.get(w.rt.key, set()).discard(w)
         w.closed = True
 
+    def end_watches(self, status: dict[str, Any]) -> int:
+        """End every open watch stream with an ERROR event carrying ``status`` (e.g. 410 Expired); returns how many."""
+        n = 0
+        for ws in self.watchers.values():
+            for w in list(ws):
+                if not w.closed:
+                    w.push("ERROR", status)
+                    w.close()
+                    n += 1
+        return n
+
     def close_all_watchers(self) -> None:
         for ws in self.watchers.values():
             for w in list(ws):
@@ -359,7 +371,8 @@ class Store:
     def apply(self, rt: ResourceType, namespace: str | None, name: str, applied: Any, *,
               subresource: str | None = None, version: str | None = None, field_manager: str | None = None,
               force: bool = False, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply (simplified: no conflict detection between managers)."""
+        """Server-side apply: merges the configuration, owns its fields; 409 on fields another manager owns with
+        a different value unless ``force`` (then ownership moves here)."""
         if not isinstance(applied, dict):
             raise errors.bad_request("apply patch must be an object")
         if not field_manager:
@@ -385,6 +398,13 @@ class Store:
         new = apply_merge(current, cleaned, {k: v for k, v in (prev or {}).items()
                                              if k not in ("apiVersion", "kind")})
         new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+        entries = list(old["metadata"].get("managedFields") or [])
+        if entries and subresource is None:
+            fields = self._managed_entry(field_manager, "Apply", "", cleaned)["fieldsV1"]
+            conflicts = managed.check_apply(entries, field_manager, managed.leaves(fields), current, new)
+            if conflicts and not force:
+                raise managed.conflict_error(rt.qualified, rt.plural, rt.group, name, entries, conflicts)
+            new["metadata"]["managedFields"] = managed.without(entries, conflicts)
         obj = self._write(rt, old, new, subresource=subresource, version=version, strict=strict, dry_run=dry_run,
                           field_manager=field_manager, operation="Apply", applied=cleaned)
         # an apply that removed the last finalizer of a deleting object deleted it: keep no configuration for it
@@ -407,6 +427,38 @@ class Store:
         if subresource:
             entry["subresource"] = subresource
         return entry
+
+    def _managed_fields(self, rt: ResourceType, old: dict[str, Any], obj: dict[str, Any], manager: str,
+                        operation: str, subresource: str | None, applied: dict[str, Any] | None,
+                        version: str | None) -> ManagedFields:
+        """managedFields after a write: an Apply owns its configuration's fields (conflicts were settled by
+        ``apply``); an Update takes over the fields whose value it changed from every other manager."""
+        base = list(obj["metadata"].get("managedFields") or [])
+        mine = next((i for i, e in enumerate(base) if e.get("manager") == manager
+                     and e.get("operation") == operation and e.get("subresource") == subresource), None)
+        if applied is not None:
+            entries = [e for i, e in enumerate(base) if i != mine]
+            entries.append(self._managed_entry(manager, operation, obj["apiVersion"], applied, subresource))
+            return entries
+
+        def src(o: dict[str, Any]) -> dict[str, Any]:
+            if subresource == "status":
+                return {"status": o.get("status")} if o.get("status") is not None else {}
+            return {k: v for k, v in o.items() if k not in ("apiVersion", "kind", "status")}
+        old_view = self.view(rt, old, version)
+        candidates = (managed.leaves(self._managed_entry(manager, operation, "", src(obj))["fieldsV1"])
+                      | managed.leaves(self._managed_entry(manager, operation, "", src(old_view))["fieldsV1"]))
+        changed = managed.changed(old_view, obj, candidates)
+        prev = managed.leaves(base[mine].get("fieldsV1") or {}) if mine is not None else set()
+        owned = {p for p in prev | changed if managed.value_at(obj, p) is not managed.MISSING}
+        entries = managed.take_over(base, changed, keep=mine)
+        entries = [e for e in entries if not (e.get("manager") == manager and e.get("operation") == operation
+                                              and e.get("subresource") == subresource)]
+        if owned:
+            entry = self._managed_entry(manager, operation, obj["apiVersion"], {}, subresource)
+            entry["fieldsV1"] = managed.to_fields(owned)
+            entries.append(entry)
+        return entries
 
     def _write(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], *, subresource: str | None,
                version: str | None, strict: bool, dry_run: bool, field_manager: str | None = None,
@@ -454,14 +506,8 @@ class Store:
                 != {k: v for k, v in old.items() if k not in ignore | {"apiVersion"}}):
             md["generation"] = int(old_md.get("generation", 1)) + 1
         if field_manager:
-            entries = [e for e in md.get("managedFields") or []
-                       if not (e.get("manager") == field_manager and e.get("operation") == operation
-                               and e.get("subresource") == subresource)]
-            src = applied if applied is not None else (
-                {"status": obj.get("status")} if subresource == "status" else
-                {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")})
-            entries.append(self._managed_entry(field_manager, operation, obj["apiVersion"], src, subresource))
-            md["managedFields"] = entries
+            md["managedFields"] = self._managed_fields(rt, old, obj, field_manager, operation, subresource, applied,
+                                                       version)
         if self._same(obj, old):
             return old  # no-op writes do not bump resourceVersion (as on a real server)
         if dry_run:

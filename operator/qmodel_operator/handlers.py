@@ -103,6 +103,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="qmodel.io", key="last-handled-configuration")
     settings.posting.enabled = False
+    narrow_watches(settings)
     settings.watching.server_timeout = s.watch_timeout_seconds
     settings.watching.client_timeout = s.watch_timeout_seconds + 30
     kube = Kube(load_configuration(RUNTIME.kubeconfig), threads=s.api_threads)
@@ -113,6 +114,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         RUNTIME.http = await metrics.start_http(RUNTIME.metrics_host, RUNTIME.metrics_port, _healthy)
     log.info("qmodel operator started (resync %ss, max job retries %d, workers %d)", s.resync_seconds,
              s.max_retries, s.workers)
+
+
+# Server-side label selectors of the children's watches: the handlers' ``labels=`` filters run in the operator, after
+# the API server has sent every Pod and ConfigMap of the cluster; these make the server send only ours.
+WATCH_SELECTORS: dict[tuple[str, str], str] = {
+    (group, plural): f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    for group, plural in (("v1", "pods"), ("v1", "configmaps"), ("batch", "jobs"), ("apps", "deployments"),
+                          ("v1", "services"), ("leaderworkerset.x-k8s.io", "leaderworkersets"))
+}
+
+
+def narrow_watches(settings: kopf.OperatorSettings) -> None:
+    for key, selector in WATCH_SELECTORS.items():
+        settings.watching.label_selectors[key] = selector
 
 
 def _healthy() -> bool:

@@ -272,9 +272,10 @@ def test_apply_that_finishes_a_deletion_leaves_no_stale_configuration(
     fresh = widget("gone", replicas=1)
     fresh["metadata"]["labels"] = {"from-apply": "yes", "mine": "keep"}
     co.create_namespaced_custom_object(G, V, namespace, P, fresh)
-    # ... then applied without that label: the old configuration must not make the apply remove it
+    # ... then applied without that label: the old configuration must not make the apply remove it (force: the
+    # POST made its client the owner of spec.replicas, so changing it is a conflict otherwise)
     again = widget("gone", replicas=3)
-    out = co.patch_namespaced_custom_object(G, V, namespace, P, "gone", again, field_manager="mgr",
+    out = co.patch_namespaced_custom_object(G, V, namespace, P, "gone", again, field_manager="mgr", force=True,
                                             _content_type=ssa)
     assert out["spec"]["replicas"] == 3
     assert out["metadata"]["labels"] == {"from-apply": "yes", "mine": "keep"}

@@ -20,6 +20,8 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import metrics
 
+USER_AGENT = "qmodel-operator/0.1"
+
 
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, body: str = ""):
@@ -48,6 +50,7 @@ class Kube:
     def __init__(self, configuration: k8s_client.Configuration, *, threads: int = 8):
         configuration.connection_pool_maxsize = max(threads, configuration.connection_pool_maxsize or 0)
         self.api = k8s_client.ApiClient(configuration)
+        self.api.user_agent = USER_AGENT  # names the operator in audit logs and managedFields
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qmodel-kube")
 
     def close(self) -> None:
