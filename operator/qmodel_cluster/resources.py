@@ -116,6 +116,7 @@ def crd_to_type(crd: dict[str, Any]) -> ResourceType | None:
         schemas=schemas,
         printer_columns=columns,
         crd_name=(crd.get("metadata") or {}).get("name"),
+        subresources=["scale"] if scale is not None else [],
         scale=scale,
     )
 

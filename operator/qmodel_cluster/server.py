@@ -130,50 +130,6 @@ class ApiServer:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         return {"kind": "APIGroup", "apiVersion": "v1", **self._group_entry(group, versions)}
 
-    async def _scale(self, request: web.Request, rt: Any, version: str, namespace: str | None,
-                     name: str) -> web.Response:
-        """A custom resource's scale subresource (autoscaling/v1 Scale) over its specReplicasPath."""
-        scale = rt.scale or {}
-        spec_path = scale.get("specReplicasPath", ".spec.replicas").lstrip(".").split(".")
-        if request.method in ("PUT", "PATCH"):
-            body = await self._body(request)
-            replicas: Any = None
-            if isinstance(body, list):  # JSON patch
-                for op in body:
-                    if op.get("path") == "/spec/replicas" and op.get("op") in ("replace", "add"):
-                        replicas = op.get("value")
-            elif isinstance(body, dict):
-                replicas = (body.get("spec") or {}).get("replicas")
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise errors.ApiError(422, "Invalid", "Scale.spec.replicas: must be a non-negative integer")
-            patch: dict[str, Any] = {spec_path[-1]: replicas}
-            for part in reversed(spec_path[:-1]):
-                patch = {part: patch}
-            self.store.patch(rt, namespace, name, "application/merge-patch+json", patch, version=version,
-                             field_manager=request.query.get("fieldManager") or _default_manager(request))
-        elif request.method != "GET":
-            raise errors.method_not_allowed()
-        obj = self.store.get(rt, namespace, name)
-
-        def at(path: str | None) -> Any:
-            node: Any = obj
-            for part in (path or "").lstrip(".").split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            return node
-
-        md = obj["metadata"]
-        status: dict[str, Any] = {"replicas": int(at(scale.get("statusReplicasPath")) or 0)}
-        selector = at(scale.get("labelSelectorPath")) if scale.get("labelSelectorPath") else None
-        if selector:
-            status["selector"] = selector
-        return _json_response({
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
-                         "resourceVersion": md.get("resourceVersion"),
-                         "creationTimestamp": md.get("creationTimestamp")},
-            "spec": {"replicas": int(at(scale.get("specReplicasPath", ".spec.replicas")) or 0)},
-            "status": status})
-
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         types = self.store.registry.in_group_version(group, version)
         if not types:
@@ -198,10 +154,6 @@ class ApiServer:
                     continue
                 resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get"]})
-            if rt.scale is not None:
-                resources.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
-                                  "group": "autoscaling", "version": "v1", "kind": "Scale",
-                                  "verbs": ["get", "patch", "update"]})
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
@@ -246,8 +198,6 @@ class ApiServer:
         sub = rest[2] if len(rest) >= 3 else None
         if len(rest) > 3:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        if sub == "scale" and rt.scale is not None and name is not None:
-            return await self._scale(request, rt, version, namespace, name)
         if sub is not None and sub != "status" and sub not in rt.subresources:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub == "status" and not rt.status:
@@ -365,13 +315,13 @@ class ApiServer:
         """``<workloads>/scale`` (autoscaling/v1 Scale): GET, PUT, and merge/JSON/apply patches of spec.replicas;
         what ``kubectl scale`` and an HPA use."""
         if request.method == "GET":
-            return _json_response(to_scale(self.store.get(rt, namespace, name)))
+            return _json_response(to_scale(self.store.get(rt, namespace, name), rt.scale))
         if request.method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed()
         ctype = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0].strip()
         body = await self._body(request, yaml_ok=ctype.startswith("application/apply-patch"))
         current = self.store.get(rt, namespace, name)
-        scale = to_scale(current)
+        scale = to_scale(current, rt.scale)
         if request.method == "PUT":
             new = body
         elif ctype == "application/json-patch+json":
@@ -392,10 +342,14 @@ class ApiServer:
         rv = ((new.get("metadata") or {}).get("resourceVersion")) if request.method == "PUT" else None
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.qualified, rt.plural, rt.group, name)
+        path = ((rt.scale or {}).get("specReplicasPath") or ".spec.replicas").lstrip(".").split(".")
+        write: dict[str, Any] = {path[-1]: replicas}
+        for part in reversed(path[:-1]):
+            write = {part: write}
         obj = self.store.patch(rt, namespace, name, "application/merge-patch+json",
-                               {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                                "spec": {"replicas": replicas}}, field_manager=manager)
-        return _json_response(to_scale(obj))
+                               {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, **write},
+                               field_manager=manager)
+        return _json_response(to_scale(obj, rt.scale))
 
     async def _body(self, request: web.Request, yaml_ok: bool = False) -> Any:
         raw = await request.read()
@@ -561,9 +515,26 @@ class ApiServer:
         return resp
 
 
-def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
-    """The autoscaling/v1 Scale view of a workload."""
+def _at(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.lstrip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def to_scale(obj: dict[str, Any], paths: dict[str, str] | None = None) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a workload, or of a custom resource through its CRD's scale paths
+    (specReplicasPath, statusReplicasPath, labelSelectorPath)."""
     md = obj["metadata"]
+    if paths is not None:
+        meta = {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md}
+        status: dict[str, Any] = {"replicas": int(_at(obj, paths.get("statusReplicasPath", "")) or 0)}
+        selector = _at(obj, paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else None
+        if selector:
+            status["selector"] = selector
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
+                "spec": {"replicas": int(_at(obj, paths.get("specReplicasPath", ".spec.replicas")) or 0)},
+                "status": status}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     sel = spec.get("selector") or {}
     parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
