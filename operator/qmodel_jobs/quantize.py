@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 PROG = "python -m qmodel_jobs.quantize"
 # Kept in full precision in every recipe: the output head and MoE router gates (REFERENCE.md).
 IGNORE = ["lm_head", "re:.*mlp.gate$"]
-CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}  # gguf: importance matrix from the data
+# gguf: llama.cpp quantizes without an importance matrix; its calibration text checks the file's tokenizer
+CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}
 GROUPED = {Method.AWQ, Method.GPTQ}
 # Library versions copied into the result (status.provenance.toolVersions); report.json has them all.
 PROVENANCE_TOOLS = {"python", "torch", "transformers", "llmcompressor", "compressed-tensors", "auto-round"}
@@ -341,6 +342,8 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
         return _finish(out, None, report, result, warnings, timings, started, remote), ExitCode.OK
     set_seed(args.seed)
     src = resolve_source(args.source, args.revision)
+    if method is Method.GGUF:
+        return _quantize_gguf(args, src, out, report, warnings, timings, started, staged)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t = time.monotonic()
@@ -375,20 +378,6 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     staged.append(staging)
-    if method is Method.GGUF:
-        from .gguf import GGUF_FORMAT, export_q4_k_m
-
-        t = time.monotonic()
-        progress("quantize", message=f"AutoRound {GGUF_FORMAT} (round-to-nearest with importance matrix)")
-        texts = [cast(str, tokenizer.decode(s, skip_special_tokens=True)) for s in samples]
-        report["recipe"] = f"auto-round {GGUF_FORMAT} iters=0 nsamples={len(texts)}"
-        report["recipeSummary"] = report["recipe"]
-        gguf_file = export_q4_k_m(model, tokenizer, texts, args.calibration.max_sequence_length, staging)
-        tokenizer.save_pretrained(staging)
-        timings["quantize"] = time.monotonic() - t
-        return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
-                      uri=f"{where}/{gguf_file.name}", remote=remote), ExitCode.OK
-
     recipe = build_recipe(method, scheme, args.group_size)
     report["recipe"] = recipe_yaml(recipe)
     report["recipeSummary"] = recipe_summary(recipe, report["recipe"])
@@ -411,6 +400,48 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     timings["save"] = time.monotonic() - t
     return _saved(args, out, staging, report, warnings, timings, started, kind="compressed-tensors",
                   uri=where, remote=remote), ExitCode.OK
+
+
+def _quantize_gguf(args: QuantizeArgs, src: Any, out: Path, report: dict[str, Any], warnings: list[str],
+                   timings: dict[str, float], started: float, staged: list[Path]) -> tuple[QuantizeResult, ExitCode]:
+    """llama.cpp's converter, then llama.cpp's Q4_K_M quantizer (see gguf.py); the torch model is never loaded."""
+    from transformers import AutoTokenizer
+
+    from .gguf import GGUF_SCHEME, export_q4_k_m
+
+    t = time.monotonic()
+    progress("load", message=f"resolving {args.source}")
+    local, commit = download_source(src)
+    report["resolvedRevision"] = commit
+    tokenizer = AutoTokenizer.from_pretrained(local)
+    config = json.loads((Path(local) / "config.json").read_text())
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float16")
+    timings["load"] = time.monotonic() - t
+    t = time.monotonic()
+    progress("calibration-data", message=f"{args.calibration.dataset}: text for the tokenizer check")
+    samples, info, cal_warnings = calibration_samples(args, tokenizer)
+    warnings.extend(cal_warnings)
+    report["calibration"] = info | {"use": "tokenizer check (llama.cpp quantizes without an importance matrix)"}
+    texts = [cast(str, tokenizer.decode(s, skip_special_tokens=True)) for s in samples]
+    timings["calibrationData"] = time.monotonic() - t
+
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    staged.append(staging)
+    t = time.monotonic()
+    progress("quantize", message=f"llama.cpp: convert ({dtype}) and quantize to {GGUF_SCHEME}")
+    report["recipe"] = f"llama.cpp convert ({dtype}) + llama_model_quantize {GGUF_SCHEME}"
+    report["recipeSummary"] = report["recipe"]
+    gguf_info = export_q4_k_m(Path(local), tokenizer, texts, staging, dtype)
+    report["gguf"] = gguf_info
+    report["model"] = {"architecture": (config.get("architectures") or ["?"])[0],
+                       "parameters": gguf_info["parameters"], "dtype": dtype}
+    tokenizer.save_pretrained(staging)
+    timings["quantize"] = time.monotonic() - t
+    remote = args.output_dir if is_s3(args.output_dir) else None
+    return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
+                  uri=f"{remote or out}/{gguf_info['file']}", remote=remote), ExitCode.OK
 
 
 def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any], warnings: list[str],

@@ -25,6 +25,8 @@ SHORT_NAMES = ["qm"]
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 DEFAULT_QUANTIZER_IMAGE = "ghcr.io/qmodel-io/qmodel-quantizer:0.1.0"
 DEFAULT_EVALUATOR_IMAGE = "ghcr.io/qmodel-io/qmodel-evaluator:0.1.0"
+# gguf plans (CPU serving): llama-cpp-python's OpenAI server (images/llamacpp)
+DEFAULT_LLAMACPP_IMAGE = "ghcr.io/qmodel-io/qmodel-llamacpp:0.1.0"
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
@@ -235,6 +237,8 @@ class Serving(Model):
     kv_cache_dtype: KVCacheDtype = KVCacheDtype.AUTO
     gpu_memory_utilization: float = Field(default=0.9, ge=0.1, le=0.99)
     image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
+    cpu_image: str = Field(default=DEFAULT_LLAMACPP_IMAGE, min_length=1, max_length=512,
+                           description="llama.cpp server image for gguf plans (CPU serving).")
     resources: Resources = Field(default_factory=Resources)
     extra_args: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=64)
     pod: ServingPod | None = Field(default=None, description="Scheduling and identity of the vLLM pods.")

@@ -40,8 +40,8 @@ Serving: the Deployment is built from the *served* plan and artifact. A passed r
 until then the previously served artifact (``status.servingArtifact`` + ``status.servedPlan``) keeps serving, with
 the current serving-only fields (replicas, maxModelLen, image, resources). ``spec.suspend`` blocks every action
 that starts work (Job creation, Deployment apply); recording results of Jobs that already ran is not new work.
-Plans that cannot be served yet — ``gguf`` (CPU serving) — stop before any Job starts with Ready=False reason
-Unsupported.
+Every plan the planner reports as fitting is served: a ``gguf`` plan (CPU) is quantized, gated and served by
+llama.cpp's server (resources/cpu_serving.py).
 
 Topologies (``planning.topology``): a replica that fits one node is a Deployment (pipeline parallelism inside the
 node included); a larger one is a LeaderWorkerSet group of pods. Switching between the two (a new served plan
@@ -332,17 +332,15 @@ def plan_summary(p: Plan) -> str:
         parts.append(f"PP {p.pipeline_parallel_size}")
     text = " ".join(parts)
     if p.memory_per_gpu_gi_b and p.budget_per_gpu_gi_b:
-        text += f", {p.memory_per_gpu_gi_b:.1f} of {p.budget_per_gpu_gi_b:.1f} GiB per GPU"
+        text += (f", {p.memory_per_gpu_gi_b:.1f} of {p.budget_per_gpu_gi_b:.1f} GiB "
+                 + ("per GPU" if p.gpu_product else "of the largest CPU node"))
     if p.kv_cache_tokens:
         text += f", KV cache {p.kv_cache_tokens} tokens"
     return text
 
 
 def unsupported_reason(p: Plan) -> str | None:
-    if p.method is Method.GGUF:
-        return (f"the plan is gguf {p.scheme or 'Q4_K_M'} for CPU serving (what the planner picks when no node "
-                "has allocatable nvidia.com/gpu, or what spec.quantization.method asked for); CPU serving is not "
-                "built yet")
+    # every fitting plan is served (gguf on CPU by llama.cpp, PP > 1 by a LeaderWorkerSet)
     return None
 
 

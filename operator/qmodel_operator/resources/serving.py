@@ -35,6 +35,7 @@ from .common import (
     selector_labels,
     service_name,
 )
+from .cpu_serving import build_cpu_deployment
 from .jobs import GPU_TOLERATION, gpu_affinity
 from .locations import (
     hf_home,
@@ -88,6 +89,9 @@ def serving_model(spec: QuantizedModelSpec, plan: Plan, artifact_uri: str | None
 
 def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, artifact_uri: str | None,
                      artifact_key: str) -> dict[str, Any]:
+    if plan.method is Method.GGUF:  # CPU serving: llama.cpp's server (cpu_serving.py)
+        return with_hash(build_cpu_deployment(owner, spec, plan, artifact_uri=artifact_uri,
+                                              artifact_key=artifact_key))
     model, loc = serving_model(spec, plan, artifact_uri)
     gpus = max(0, plan.gpus_per_replica) if plan.gpu_product else 0
     env = [{"name": "HF_HOME", "value": hf_home(spec)}]
