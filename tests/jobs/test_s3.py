@@ -89,6 +89,12 @@ def test_s3_source_artifact_evaluation_and_cleanup(tiny: TinyModel, s3_env: dict
     assert ev.result["passed"] is True and ev.result["perplexity"] > 0
     assert REPORT_FILE in _keys(s3, "models", "qmodel/evaluations/e-fp8/")
 
+    # The fetch init container (servers that read local files) copies the artifact directory out of the bucket.
+    fetched = tmp_path / "fetched"
+    code = run_job("fetch", {"uri": out, "dest": str(fetched)}, tmp_path / "logs", **env).returncode
+    assert code == ExitCode.OK
+    assert {p.relative_to(fetched).as_posix(): p.stat().st_size for p in fetched.rglob("*") if p.is_file()} == uploaded
+
     # Retention's cleanup job removes every object of the artifact, and refuses anything that is not one.
     refused = run_job("cleanup", {"uri": "s3://models/sources/tiny", "artifactKey": "k-fp8"}, tmp_path / "logs",
                       **env)

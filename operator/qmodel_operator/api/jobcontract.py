@@ -129,6 +129,14 @@ class CleanupArgs(Model):
     artifact_key: str
 
 
+class FetchArgs(Model):
+    """Copy an artifact from object storage into a pod's scratch volume (init container of servers that cannot
+    read s3:// themselves, such as llama.cpp)."""
+
+    uri: str = Field(description="s3://bucket/prefix of the artifact directory.")
+    dest: str = Field(description="Local directory to fill.")
+
+
 class CleanupResult(Model):
     ok: bool
     uri: str = ""
@@ -136,7 +144,7 @@ class CleanupResult(Model):
     message: str = ""
 
 
-def to_argv(args: QuantizeArgs | EvaluateArgs | CleanupArgs) -> list[str]:
+def to_argv(args: QuantizeArgs | EvaluateArgs | CleanupArgs | FetchArgs) -> list[str]:
     return ["--config-json", args.model_dump_json(by_alias=True, exclude_none=True)]
 
 

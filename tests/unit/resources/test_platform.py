@@ -202,3 +202,24 @@ def test_retention_ties_keep_the_referenced_one():
     same = [rec("zzz", 1), rec("aaa", 1)]
     assert [x.key for x in collectable(same, Retention(keep_last=1), {"aaa"}, NOW)] == ["zzz"]
     assert [x.key for x in collectable(same, Retention(keep_last=1), {"zzz"}, NOW)] == ["aaa"]
+
+
+def test_llamacpp_reads_an_s3_artifact_through_a_fetch_init_container_and_takes_the_pod_settings():
+    from qmodel_operator.resources.cpu_serving import build_cpu_deployment
+
+    spec = parse_spec({**SRC, "quantization": {"method": "gguf"}, "storage": {"s3": {
+        "bucket": "bkt", "credentialsSecretRef": {"name": "creds"}}}, "serving": {"pod": {"priorityClassName": "p"}}})
+    cpu_plan = Plan(method=Method.GGUF, scheme="Q4_K_M", fits=True, memory_per_gpu_gi_b=5.0)
+    uri = "s3://bkt/qmodel/artifacts/k/model-Q4_K_M.gguf"
+    dep = build_cpu_deployment(OWNER, spec, cpu_plan, artifact_uri=uri, artifact_key="k")
+    pod = dep["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["command"] == ["python", "-m", "qmodel_jobs.fetch"]
+    assert init["args"][1] == '{"uri":"s3://bkt/qmodel/artifacts/k","dest":"/models/fetched"}'
+    assert any(e["name"] == "AWS_SECRET_ACCESS_KEY" and "valueFrom" in e for e in init["env"])
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "/models/fetched/model-Q4_K_M.gguf"
+    assert {"name": "models", "emptyDir": {}} in pod["volumes"] and pod["priorityClassName"] == "p"
+    local = build_cpu_deployment(OWNER, parse_spec({**SRC, "quantization": {"method": "gguf"}}), cpu_plan,
+                                 artifact_uri="/models/qmodel/artifacts/k/m.gguf", artifact_key="k")
+    assert "initContainers" not in local["spec"]["template"]["spec"]
