@@ -57,6 +57,7 @@ from .common import (
     set_seed,
     write_json,
 )
+from .objectstore import download, is_s3, scratch_dir, upload
 
 PROG = "python -m qmodel_jobs.evaluate"
 MAX_WINDOW = 4096
@@ -407,7 +408,8 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
             raise bad_input(f"candidate {args.candidate}: not a .gguf file (is the artifact complete?)")
         cand = Side("candidate", str(gguf_path), gguf=True)
     else:
-        cand_path = resolve_path(args.candidate)
+        cand_path = (download(args.candidate, scratch_dir(args.candidate, "candidates")) if is_s3(args.candidate)
+                     else resolve_path(args.candidate))
         if cand_path is None or not (cand_path / "config.json").is_file():
             raise bad_input(f"candidate {args.candidate}: no config.json (is the artifact complete?)")
         cand = Side("candidate", str(cand_path))
@@ -464,6 +466,8 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     out_dir.mkdir(parents=True, exist_ok=True)
     same = os.path.realpath(out_dir) == os.path.realpath(cand.path)
     write_json(out_dir / (EVAL_REPORT_FILE if same else REPORT_FILE), report)
+    if is_s3(args.output_dir):
+        upload(out_dir, args.output_dir)
     progress("done", message=result.message)
     return result, ExitCode.OK  # a failed gate is a verdict (passed: false), not a failure of the Job
 

@@ -47,6 +47,7 @@ from .common import (
     tree_digest,
     write_json,
 )
+from .objectstore import is_s3, read_report, upload
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -57,6 +58,8 @@ IGNORE = ["lm_head", "re:.*mlp.gate$"]
 # gguf: llama.cpp quantizes without an importance matrix; its calibration text checks the file's tokenizer
 CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}
 GROUPED = {Method.AWQ, Method.GPTQ}
+# Library versions copied into the result (status.provenance.toolVersions); report.json has them all.
+PROVENANCE_TOOLS = {"python", "torch", "transformers", "llmcompressor", "compressed-tensors", "auto-round"}
 
 
 # ---------------------------------------------------------------------------------------------- recipe
@@ -102,6 +105,12 @@ def build_recipe(method: Method, scheme: str, group_size: int) -> list[Any]:
     if method is Method.FP8:
         return [QuantizationModifier(**quant_kw)]
     raise JobError(ExitCode.UNSUPPORTED, f"no llm-compressor recipe for method {method}")
+
+
+def recipe_summary(recipe: list[Any], yaml_text: str) -> str:
+    """The recipe as status shows it: modifier names plus the sha256 of its YAML (the full YAML is in report.json)."""
+    names = "+".join(type(m).__name__ for m in recipe)
+    return f"{names} sha256:{hashlib.sha256(yaml_text.encode()).hexdigest()[:16]}"
 
 
 def recipe_yaml(recipe: list[Any]) -> str:
@@ -265,16 +274,22 @@ def _pointer_report(args: QuantizeArgs, started: float, reason: str) -> tuple[Qu
 
 
 def _existing(out: Path, args: QuantizeArgs) -> QuantizeResult | None:
-    report_path = out / REPORT_FILE
-    if not report_path.is_file():
-        return None
+    where = args.output_dir if is_s3(args.output_dir) else str(out)
     try:
-        report = json.loads(report_path.read_text())
+        if is_s3(args.output_dir):
+            report = read_report(args.output_dir)
+            if report is None:
+                return None
+        else:
+            report_path = out / REPORT_FILE
+            if not report_path.is_file():
+                return None
+            report = json.loads(report_path.read_text())
         result = QuantizeResult.model_validate(report["result"])
     except (ValueError, KeyError):
         return None
     if result.ok and result.artifact_key == args.artifact_key:
-        result.message = f"reused the existing artifact in {out}"
+        result.message = f"reused the existing artifact in {where}"
         return result
     return None
 
@@ -306,6 +321,8 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
         raise bad_input(f"calibration data {cal.dataset} ({cal.config or '-'}, split {cal.split}) is the "
                         f"evaluation data: calibrating on it would hide the quality loss the gate measures")
     out = output_path(args.output_dir)
+    remote = args.output_dir if is_s3(args.output_dir) else None
+    where = remote or str(out)
     if (reused := _existing(out, args)) is not None:
         progress("done", message=reused.message)
         return reused, ExitCode.OK
@@ -322,7 +339,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
                   if method is Method.NF4 else "none: the source weights are served as they are")
         result, extra = _pointer_report(args, started, reason)
         report.update(extra)
-        return _finish(out, None, report, result, warnings, timings, started), ExitCode.OK
+        return _finish(out, None, report, result, warnings, timings, started, remote), ExitCode.OK
     set_seed(args.seed)
     src = resolve_source(args.source, args.revision)
     if method is Method.GGUF:
@@ -363,6 +380,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     staged.append(staging)
     recipe = build_recipe(method, scheme, args.group_size)
     report["recipe"] = recipe_yaml(recipe)
+    report["recipeSummary"] = recipe_summary(recipe, report["recipe"])
     from llmcompressor import oneshot
 
     t = time.monotonic()
@@ -381,7 +399,7 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     tokenizer.save_pretrained(staging)
     timings["save"] = time.monotonic() - t
     return _saved(args, out, staging, report, warnings, timings, started, kind="compressed-tensors",
-                  uri=str(out)), ExitCode.OK
+                  uri=where, remote=remote), ExitCode.OK
 
 
 def _quantize_gguf(args: QuantizeArgs, src: Any, out: Path, report: dict[str, Any], warnings: list[str],
@@ -414,18 +432,21 @@ def _quantize_gguf(args: QuantizeArgs, src: Any, out: Path, report: dict[str, An
     t = time.monotonic()
     progress("quantize", message=f"llama.cpp: convert ({dtype}) and quantize to {GGUF_SCHEME}")
     report["recipe"] = f"llama.cpp convert ({dtype}) + llama_model_quantize {GGUF_SCHEME}"
+    report["recipeSummary"] = report["recipe"]
     gguf_info = export_q4_k_m(Path(local), tokenizer, texts, staging, dtype)
     report["gguf"] = gguf_info
     report["model"] = {"architecture": (config.get("architectures") or ["?"])[0],
                        "parameters": gguf_info["parameters"], "dtype": dtype}
     tokenizer.save_pretrained(staging)
     timings["quantize"] = time.monotonic() - t
+    remote = args.output_dir if is_s3(args.output_dir) else None
     return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
-                  uri=str(out / gguf_info["file"])), ExitCode.OK
+                  uri=f"{remote or out}/{gguf_info['file']}", remote=remote), ExitCode.OK
 
 
 def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any], warnings: list[str],
-           timings: dict[str, float], started: float, kind: str, uri: str) -> QuantizeResult:
+           timings: dict[str, float], started: float, kind: str, uri: str,
+           remote: str | None = None) -> QuantizeResult:
     scheme = scheme_of(args)
     digest, size, files = tree_digest(staging)
     report["artifact"] = {"kind": kind, "uri": uri, "digest": digest, "sizeBytes": size, "files": files}
@@ -435,11 +456,11 @@ def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any],
         digest=digest, size_bytes=size, wall_seconds=round(time.monotonic() - started, 3),
         peak_rss_bytes=peak_rss_bytes(), peak_gpu_bytes=gpu,
         message=f"{args.method} {scheme} {kind} artifact, {size / 2**20:.1f} MiB" + (" (GPU)" if gpu else " (CPU)"))
-    return _finish(out, staging, report, result, warnings, timings, started)
+    return _finish(out, staging, report, result, warnings, timings, started, remote)
 
 
 def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: QuantizeResult, warnings: list[str],
-            timings: dict[str, float], started: float) -> QuantizeResult:
+            timings: dict[str, float], started: float, remote: str | None = None) -> QuantizeResult:
     """Write report.json last, then move the staged directory into place: a report means a complete artifact."""
     for w in warnings:
         log(f"warning: {w}")
@@ -449,6 +470,10 @@ def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: Qua
     report["timings"] = {k: round(v, 3) for k, v in timings.items()} | {"wall": result.wall_seconds}
     report["peakRssBytes"] = result.peak_rss_bytes
     report["peakGpuBytes"] = result.peak_gpu_bytes
+    result.resolved_revision = report.get("resolvedRevision")
+    result.calibration_digest = (report.get("calibration") or {}).get("digest")
+    result.recipe = report.get("recipeSummary")
+    result.tool_versions = {k: v for k, v in (report.get("libraries") or {}).items() if k in PROVENANCE_TOOLS}
     report["result"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
     target = staging or out
     target.mkdir(parents=True, exist_ok=True)
@@ -458,6 +483,12 @@ def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: Qua
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, out)
+    if remote is not None:
+        t = time.monotonic()
+        progress("upload", message=f"uploading {out} to {remote}")
+        sent = upload(out, remote)
+        shutil.rmtree(out, ignore_errors=True)  # the bucket holds it now; the scratch volume is not storage
+        log(f"uploaded {sent} bytes to {remote} in {time.monotonic() - t:.1f} s")
     progress("done", message=result.message)
     return result
 

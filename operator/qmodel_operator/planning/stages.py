@@ -61,7 +61,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..api.conditions import ConditionType, Reason, set_condition
-from ..api.jobcontract import SCHEMES, EvaluateResult, ExitCode, QuantizeResult, artifact_dir, artifact_key
+from ..api.jobcontract import (
+    SCHEMES,
+    EvaluateResult,
+    ExitCode,
+    QuantizeResult,
+    artifact_key,
+    storage_location,
+    storage_uri,
+)
 from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Artifact, Attempt, Condition, EvaluationStatus, Plan, QuantizedModelStatus
 from .topology import serving_topology
@@ -275,6 +283,7 @@ def rung_key(spec: QuantizedModelSpec, method: Method, scheme: str | None = None
         group_size=spec.quantization.group_size,
         calibration=spec.quantization.calibration,
         quantizer_image=spec.jobs.quantizer_image,
+        storage=storage_location(spec.storage),
     )
 
 
@@ -669,7 +678,7 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
 
 
 def _artifact_from(spec: QuantizedModelSpec, rung: Rung, data: dict[str, Any]) -> Artifact:
-    uri = data.get("artifactUri") or artifact_dir(spec.storage.pvc.sub_path, rung.artifact_key)
+    uri = data.get("artifactUri") or storage_uri(spec.storage, "artifacts", rung.artifact_key)
     return Artifact(uri=str(uri), key=rung.artifact_key, method=rung.method, digest=data.get("digest"),
                     size_bytes=data.get("sizeBytes"))
 

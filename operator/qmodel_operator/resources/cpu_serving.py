@@ -31,6 +31,8 @@ from .common import (
     selector_labels,
 )
 from .locations import models_mount, models_volume
+from .object_fetch import fetch_init_container, local_artifact
+from .serving_pod import customize_pod
 
 SERVER_PORT = 8000  # the port vLLM listens on: one Service for both servers
 DEFAULT_CPU = "4"
@@ -72,20 +74,31 @@ def build_cpu_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, 
     if memory := memory_request(spec, plan):
         requests["memory"] = limits["memory"] = memory
     probe = {"httpGet": {"path": PROBE_PATH, "port": SERVER_PORT}}
+    init: list[dict[str, Any]] = []
+    model = artifact_uri
+    if artifact_uri.startswith("s3://"):  # llama.cpp reads a local file: an init container copies it (object_fetch)
+        prefix, model = local_artifact(artifact_uri)
+        init.append(fetch_init_container(spec, prefix))
     container = {
         "name": "llamacpp",
         "image": spec.serving.cpu_image,
         "command": ["python"],
-        "args": llamacpp_args(spec, model=artifact_uri, name=owner.name, threads=threads_for(cpu)),
+        "args": llamacpp_args(spec, model=model, name=owner.name, threads=threads_for(cpu)),
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "resources": {"requests": requests, **({"limits": limits} if limits else {})},
         "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 5},
         "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS,
                          "failureThreshold": STARTUP_FAILURE_THRESHOLD},
-        "volumeMounts": [models_mount(read_only=True)],
+        "volumeMounts": [models_mount(read_only=True, spec=spec)],
     }
     extra = {LABEL_ARTIFACT_KEY: artifact_key, LABEL_METHOD: str(plan.method)}
+    pod_meta: dict[str, Any] = {"labels": labels(owner.name, COMPONENT_SERVING, **extra)}
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": [models_volume(spec, read_only=True)],
+                                "terminationGracePeriodSeconds": 30}
+    if init:
+        pod_spec["initContainers"] = init
+    customize_pod(spec, pod_spec, pod_meta)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -94,10 +107,6 @@ def build_cpu_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, 
             "replicas": spec.serving.replicas,
             "selector": {"matchLabels": selector_labels(owner.name, COMPONENT_SERVING)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": labels(owner.name, COMPONENT_SERVING, **extra)},
-                "spec": {"containers": [container], "volumes": [models_volume(spec, read_only=True)],
-                         "terminationGracePeriodSeconds": 30},
-            },
+            "template": {"metadata": pod_meta, "spec": pod_spec},
         },
     }
