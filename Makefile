@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	# scripts/torch_pin.py keeps the plain pin where it resolves to a CPU wheel (a local +cpu wheel, macOS) and
 	# switches to PyTorch's CPU index where it would pick the CUDA build (Linux from PyPI).
 	$(PY) -m pip install -q $$($(PY) scripts/torch_pin.py 2.13.0)
-	$(PY) -m pip install -q -e '.[dev,quantize,evaluate]'
+	# llama-cpp-python is an sdist: llama.cpp compiles here (~4 min of 2 cores; pip caches the wheel). Portable x86-64
+	# flags (AVX2/FMA/F16C, not -march=native), no multimodal library: only what the GGUF jobs and server use.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PY) -m pip install -q -e '.[dev,quantize,evaluate,serve-cpu]'
 	$(PY) -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 	touch $@
 

@@ -33,6 +33,7 @@ ORDER = [
     "mixtral-gptq-l4.yaml",
     "qwen2.5-1.5b-8bit.yaml",
     "cpu-gguf.yaml",
+    "llama-3.1-8b-platform-s3.yaml",
 ]
 
 

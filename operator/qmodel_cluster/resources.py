@@ -24,6 +24,7 @@ class ResourceType:
     printer_columns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # version -> columns
     crd_name: str | None = None  # set for custom resources
     verbs: list[str] = field(default_factory=lambda: list(ALL_VERBS))
+    scale: dict[str, str] | None = None  # a CRD's scale subresource (specReplicasPath, statusReplicasPath, ...)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -76,6 +77,7 @@ def builtin_types() -> list[ResourceType]:
         _b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
         _b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
         _b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"], status=True),
+        _b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ["hpa"], status=True),
     ]
 
 
@@ -91,6 +93,7 @@ def crd_to_type(crd: dict[str, Any]) -> ResourceType | None:
     ordered = [storage] + [v for v in served if v is not storage]
     schemas, columns = {}, {}
     status = False
+    scale: dict[str, str] | None = None
     for v in ordered:
         schema = ((v.get("schema") or {}).get("openAPIV3Schema"))
         if schema:
@@ -98,6 +101,8 @@ def crd_to_type(crd: dict[str, Any]) -> ResourceType | None:
         columns[v["name"]] = v.get("additionalPrinterColumns") or []
         if "status" in (v.get("subresources") or {}):
             status = True
+        if scale is None and isinstance((v.get("subresources") or {}).get("scale"), dict):
+            scale = dict(v["subresources"]["scale"])
     return ResourceType(
         group=spec.get("group", ""),
         versions=[v["name"] for v in ordered],
@@ -111,6 +116,8 @@ def crd_to_type(crd: dict[str, Any]) -> ResourceType | None:
         schemas=schemas,
         printer_columns=columns,
         crd_name=(crd.get("metadata") or {}).get("name"),
+        subresources=["scale"] if scale is not None else [],
+        scale=scale,
     )
 
 

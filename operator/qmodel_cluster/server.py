@@ -315,13 +315,13 @@ class ApiServer:
         """``<workloads>/scale`` (autoscaling/v1 Scale): GET, PUT, and merge/JSON/apply patches of spec.replicas;
         what ``kubectl scale`` and an HPA use."""
         if request.method == "GET":
-            return _json_response(to_scale(self.store.get(rt, namespace, name)))
+            return _json_response(to_scale(self.store.get(rt, namespace, name), rt.scale))
         if request.method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed()
         ctype = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0].strip()
         body = await self._body(request, yaml_ok=ctype.startswith("application/apply-patch"))
         current = self.store.get(rt, namespace, name)
-        scale = to_scale(current)
+        scale = to_scale(current, rt.scale)
         if request.method == "PUT":
             new = body
         elif ctype == "application/json-patch+json":
@@ -342,10 +342,14 @@ class ApiServer:
         rv = ((new.get("metadata") or {}).get("resourceVersion")) if request.method == "PUT" else None
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.qualified, rt.plural, rt.group, name)
+        path = ((rt.scale or {}).get("specReplicasPath") or ".spec.replicas").lstrip(".").split(".")
+        write: dict[str, Any] = {path[-1]: replicas}
+        for part in reversed(path[:-1]):
+            write = {part: write}
         obj = self.store.patch(rt, namespace, name, "application/merge-patch+json",
-                               {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                                "spec": {"replicas": replicas}}, field_manager=manager)
-        return _json_response(to_scale(obj))
+                               {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, **write},
+                               field_manager=manager)
+        return _json_response(to_scale(obj, rt.scale))
 
     async def _body(self, request: web.Request, yaml_ok: bool = False) -> Any:
         raw = await request.read()
@@ -511,9 +515,26 @@ class ApiServer:
         return resp
 
 
-def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
-    """The autoscaling/v1 Scale view of a workload."""
+def _at(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.lstrip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def to_scale(obj: dict[str, Any], paths: dict[str, str] | None = None) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a workload, or of a custom resource through its CRD's scale paths
+    (specReplicasPath, statusReplicasPath, labelSelectorPath)."""
     md = obj["metadata"]
+    if paths is not None:
+        meta = {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md}
+        status: dict[str, Any] = {"replicas": int(_at(obj, paths.get("statusReplicasPath", "")) or 0)}
+        selector = _at(obj, paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else None
+        if selector:
+            status["selector"] = selector
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
+                "spec": {"replicas": int(_at(obj, paths.get("specReplicasPath", ".spec.replicas")) or 0)},
+                "status": status}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     sel = spec.get("selector") or {}
     parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]

@@ -36,6 +36,8 @@ from qmodel_operator.api.jobcontract import (
     termination_message,
 )
 
+S3_PERMANENT_ERRORS = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "403", "404", "InvalidAccessKeyId",
+                       "SignatureDoesNotMatch", "AllAccessDisabled"}
 MODELS_ROOT_ENV = "QMODEL_MODELS_ROOT"  # where pvc://claim/path resolves (default: the /models mount)
 LIBRARIES = ("torch", "transformers", "llmcompressor", "compressed-tensors", "accelerate", "datasets",
              "lm-eval", "auto-round", "gguf", "safetensors", "tokenizers", "qmodel-operator")
@@ -92,15 +94,20 @@ def log(message: str) -> None:
 
 def redact(text: str) -> str:
     """Remove the hub token from any text that may reach logs, the report or the termination message."""
-    token = os.environ.get(HF_TOKEN_ENV)
-    if token and len(token) >= 4:
-        text = text.replace(token, "***")
+    for env in (HF_TOKEN_ENV, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        token = os.environ.get(env)
+        if token and len(token) >= 4:
+            text = text.replace(token, "***")
     return text
 
 
 def write_termination(result: QuantizeResult | EvaluateResult) -> str:
     # The whole line: an error's message reaches ``reasons`` and ``warnings`` too, not only ``message``.
-    line = redact(termination_message(result))
+    return write_termination_line(termination_message(result))
+
+
+def write_termination_line(line: str) -> str:
+    line = redact(line)
     path = termination_log_path()
     try:
         with open(path, "w") as fh:
@@ -131,6 +138,16 @@ def classify(exc: BaseException) -> ExitCode:
         pass
     if "out of memory" in str(exc).lower() and type(exc).__name__ in {"RuntimeError", "AcceleratorError"}:
         return ExitCode.OUT_OF_MEMORY
+    try:
+        from botocore.exceptions import ClientError, NoCredentialsError
+    except ImportError:
+        return ExitCode.ERROR
+    # A missing bucket or key, denied access or absent credentials will not change on a retry; throttling and
+    # 5xx are retried by botocore itself and surface as ERROR (retryable) when they persist.
+    if isinstance(exc, NoCredentialsError):
+        return ExitCode.BAD_INPUT
+    if isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code", "")) in S3_PERMANENT_ERRORS:
+        return ExitCode.BAD_INPUT
     return ExitCode.ERROR
 
 
@@ -232,8 +249,9 @@ def resolve_source(uri: str, revision: str = "main") -> Source:
             raise bad_input(f"{uri}: expected hf://<org>/<name>")
         return Source(uri=uri, path=repo, revision=revision or "main", token=token)
     if uri.startswith("s3://"):
-        raise JobError(ExitCode.UNSUPPORTED, f"{uri}: s3 sources are not supported by this image yet; "
-                                             "copy the model to the storage PVC and use pvc://")
+        from .objectstore import scratch_dir
+
+        return Source(uri=uri, path=str(scratch_dir(uri, "sources")), revision=None)
     path = resolve_path(uri)
     if path is None:
         raise bad_input(f"{uri}: unknown source scheme (hf://, pvc://, file:// or a path)")
@@ -252,7 +270,17 @@ def hub_kwargs(src: Source) -> dict[str, Any]:
 
 
 def download_source(src: Source) -> tuple[str, str | None]:
-    """For hub sources fetch the snapshot once (so model and tokenizer agree) and return (local dir, commit)."""
+    """For hub sources fetch the snapshot once (so model and tokenizer agree) and return (local dir, commit).
+
+    s3:// sources are downloaded into their scratch directory; the commit is then None (object stores have none).
+    """
+    if src.uri.startswith("s3://"):
+        from .objectstore import download
+
+        fetched = download(src.uri, Path(src.path))
+        if not (fetched / "config.json").is_file():
+            raise bad_input(f"{src.uri}: no config.json under this prefix")
+        return str(fetched), None
     if not src.is_hub:
         return src.path, None
     from huggingface_hub import list_repo_files, snapshot_download
@@ -436,7 +464,11 @@ def tree_digest(root: Path, exclude: AbstractSet[str] = frozenset({REPORT_FILE, 
 
 
 def output_path(uri: str) -> Path:
-    """The local directory an ``outputDir`` names (a path, file:// or pvc://)."""
+    """The local directory an ``outputDir`` names (a path, file:// or pvc://; s3:// stages in a scratch dir)."""
+    if uri.startswith("s3://"):
+        from .objectstore import scratch_dir
+
+        return scratch_dir(uri, "outputs")
     path = resolve_path(uri)
     if path is None:
         raise bad_input(f"outputDir {uri} must be a local path, file:// or pvc://")

@@ -57,6 +57,7 @@ from .common import (
     set_seed,
     write_json,
 )
+from .objectstore import download, is_s3, scratch_dir, upload
 
 PROG = "python -m qmodel_jobs.evaluate"
 MAX_WINDOW = 4096
@@ -78,6 +79,7 @@ class Side:
     name: str  # "baseline" | "candidate"
     path: str
     quantization_config: Any = None
+    gguf: bool = False  # a GGUF file, loaded and run by llama.cpp (what the CPU server runs)
 
 
 def device() -> str:
@@ -87,6 +89,10 @@ def device() -> str:
 
 
 def load_model(side: Side) -> Any:
+    if side.gguf:
+        from .gguf import GgufModel
+
+        return GgufModel(side.path)
     from transformers import AutoModelForCausalLM
 
     kw: dict[str, Any] = {"dtype": "auto"}
@@ -117,6 +123,27 @@ def model_inputs(model: Any, ids: list[int]) -> Any:
     import torch
 
     return torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
+
+
+def is_gguf(model: Any) -> bool:
+    from .gguf import GgufModel
+
+    return isinstance(model, GgufModel)
+
+
+def context_length(model: Any) -> int:
+    if is_gguf(model):
+        return int(model.context)
+    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+
+def window_logits(model: Any, ids: list[int]) -> Any:
+    """float32 logits of ``ids`` [len(ids) - 1, vocab]: row i predicts ids[i + 1]."""
+    import torch
+
+    if is_gguf(model):
+        return torch.from_numpy(model.logits(ids)[:-1]).float()
+    return model(model_inputs(model, ids)).logits[0, :-1].float()
 
 
 # ---------------------------------------------------------------------------------------------- perplexity
@@ -152,8 +179,7 @@ def sliding_perplexity(model: Any, ids: list[int], stride: int, label: str) -> d
     ``window - stride`` tokens of context carried over from the previous window."""
     import torch
 
-    ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-    window = max(2, min(ctx, MAX_WINDOW))
+    window = max(2, min(context_length(model), MAX_WINDOW))
     stride = max(1, min(stride, window))
     nll = 0.0
     counted = 0
@@ -166,9 +192,8 @@ def sliding_perplexity(model: Any, ids: list[int], stride: int, label: str) -> d
             new = end - prev_end  # tokens not scored yet
             if new <= 0:
                 break
-            x = model_inputs(model, ids[begin:end])
-            logits = model(x).logits[0, :-1].float()
-            targets = x[0, 1:]
+            logits = window_logits(model, ids[begin:end])
+            targets = torch.tensor(ids[begin + 1:end], dtype=torch.long, device=logits.device)
             losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
             take = min(new, losses.numel())
             nll += float(losses[-take:].double().sum())
@@ -196,6 +221,8 @@ def repeated_ngram_ratio(tokens: list[int], n: int = NGRAM) -> float:
 def generate(model: Any, tokenizer: Any, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
     import torch
 
+    if is_gguf(model):
+        return list(model.generate(prompt_ids, max_new_tokens))
     x = model_inputs(model, prompt_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
@@ -358,8 +385,9 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     progress("start", message=f"{args.method}: {args.candidate} vs {args.baseline}")
     if args.method is Method.AUTO:
         raise bad_input("method 'auto' must be resolved before evaluation")
-    if args.method is Method.GGUF:
-        raise JobError(ExitCode.UNSUPPORTED, "gguf artifacts are not evaluated by this image")
+    if args.method is Method.GGUF and ev.tasks:
+        raise JobError(ExitCode.UNSUPPORTED, "evaluation.tasks: lm-eval tasks are not run on gguf candidates by "
+                                             "this image (perplexity, prompts and the generation check are)")
     nf4 = _nf4_config() if args.method is Method.NF4 else None  # fails fast without a GPU
     cases = load_prompt_cases(args.prompts_file) if args.prompts_file else []
     if ev.prompts is not None and not cases:
@@ -374,8 +402,14 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     base_dir, commit = download_source(src)
     if args.method in (Method.NF4, Method.NONE):
         cand = Side("candidate", base_dir, nf4)
+    elif args.method is Method.GGUF:
+        gguf_path = resolve_path(args.candidate)
+        if gguf_path is None or not gguf_path.is_file() or gguf_path.suffix != ".gguf":
+            raise bad_input(f"candidate {args.candidate}: not a .gguf file (is the artifact complete?)")
+        cand = Side("candidate", str(gguf_path), gguf=True)
     else:
-        cand_path = resolve_path(args.candidate)
+        cand_path = (download(args.candidate, scratch_dir(args.candidate, "candidates")) if is_s3(args.candidate)
+                     else resolve_path(args.candidate))
         if cand_path is None or not (cand_path / "config.json").is_file():
             raise bad_input(f"candidate {args.candidate}: no config.json (is the artifact complete?)")
         cand = Side("candidate", str(cand_path))
@@ -432,6 +466,8 @@ def evaluate(args: EvaluateArgs) -> tuple[EvaluateResult, ExitCode]:
     out_dir.mkdir(parents=True, exist_ok=True)
     same = os.path.realpath(out_dir) == os.path.realpath(cand.path)
     write_json(out_dir / (EVAL_REPORT_FILE if same else REPORT_FILE), report)
+    if is_s3(args.output_dir):
+        upload(out_dir, args.output_dir)
     progress("done", message=result.message)
     return result, ExitCode.OK  # a failed gate is a verdict (passed: false), not a failure of the Job
 

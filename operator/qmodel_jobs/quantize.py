@@ -47,6 +47,7 @@ from .common import (
     tree_digest,
     write_json,
 )
+from .objectstore import is_s3, read_report, upload
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -54,8 +55,11 @@ if TYPE_CHECKING:
 PROG = "python -m qmodel_jobs.quantize"
 # Kept in full precision in every recipe: the output head and MoE router gates (REFERENCE.md).
 IGNORE = ["lm_head", "re:.*mlp.gate$"]
-CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}  # gguf: importance matrix from the data
+# gguf: llama.cpp quantizes without an importance matrix; its calibration text checks the file's tokenizer
+CALIBRATED = {Method.AWQ, Method.GPTQ, Method.INT8, Method.GGUF}
 GROUPED = {Method.AWQ, Method.GPTQ}
+# Library versions copied into the result (status.provenance.toolVersions); report.json has them all.
+PROVENANCE_TOOLS = {"python", "torch", "transformers", "llmcompressor", "compressed-tensors", "auto-round"}
 
 
 # ---------------------------------------------------------------------------------------------- recipe
@@ -101,6 +105,12 @@ def build_recipe(method: Method, scheme: str, group_size: int) -> list[Any]:
     if method is Method.FP8:
         return [QuantizationModifier(**quant_kw)]
     raise JobError(ExitCode.UNSUPPORTED, f"no llm-compressor recipe for method {method}")
+
+
+def recipe_summary(recipe: list[Any], yaml_text: str) -> str:
+    """The recipe as status shows it: modifier names plus the sha256 of its YAML (the full YAML is in report.json)."""
+    names = "+".join(type(m).__name__ for m in recipe)
+    return f"{names} sha256:{hashlib.sha256(yaml_text.encode()).hexdigest()[:16]}"
 
 
 def recipe_yaml(recipe: list[Any]) -> str:
@@ -264,16 +274,22 @@ def _pointer_report(args: QuantizeArgs, started: float, reason: str) -> tuple[Qu
 
 
 def _existing(out: Path, args: QuantizeArgs) -> QuantizeResult | None:
-    report_path = out / REPORT_FILE
-    if not report_path.is_file():
-        return None
+    where = args.output_dir if is_s3(args.output_dir) else str(out)
     try:
-        report = json.loads(report_path.read_text())
+        if is_s3(args.output_dir):
+            report = read_report(args.output_dir)
+            if report is None:
+                return None
+        else:
+            report_path = out / REPORT_FILE
+            if not report_path.is_file():
+                return None
+            report = json.loads(report_path.read_text())
         result = QuantizeResult.model_validate(report["result"])
     except (ValueError, KeyError):
         return None
     if result.ok and result.artifact_key == args.artifact_key:
-        result.message = f"reused the existing artifact in {out}"
+        result.message = f"reused the existing artifact in {where}"
         return result
     return None
 
@@ -305,6 +321,8 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
         raise bad_input(f"calibration data {cal.dataset} ({cal.config or '-'}, split {cal.split}) is the "
                         f"evaluation data: calibrating on it would hide the quality loss the gate measures")
     out = output_path(args.output_dir)
+    remote = args.output_dir if is_s3(args.output_dir) else None
+    where = remote or str(out)
     if (reused := _existing(out, args)) is not None:
         progress("done", message=reused.message)
         return reused, ExitCode.OK
@@ -321,9 +339,11 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
                   if method is Method.NF4 else "none: the source weights are served as they are")
         result, extra = _pointer_report(args, started, reason)
         report.update(extra)
-        return _finish(out, None, report, result, warnings, timings, started), ExitCode.OK
+        return _finish(out, None, report, result, warnings, timings, started, remote), ExitCode.OK
     set_seed(args.seed)
     src = resolve_source(args.source, args.revision)
+    if method is Method.GGUF:
+        return _quantize_gguf(args, src, out, report, warnings, timings, started, staged)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t = time.monotonic()
@@ -358,21 +378,9 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     staged.append(staging)
-    if method is Method.GGUF:
-        from .gguf import GGUF_FORMAT, export_q4_k_m
-
-        t = time.monotonic()
-        progress("quantize", message=f"AutoRound {GGUF_FORMAT} (round-to-nearest with importance matrix)")
-        texts = [cast(str, tokenizer.decode(s, skip_special_tokens=True)) for s in samples]
-        report["recipe"] = f"auto-round {GGUF_FORMAT} iters=0 nsamples={len(texts)}"
-        gguf_file = export_q4_k_m(model, tokenizer, texts, args.calibration.max_sequence_length, staging)
-        tokenizer.save_pretrained(staging)
-        timings["quantize"] = time.monotonic() - t
-        return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
-                      uri=str(out / gguf_file.name)), ExitCode.OK
-
     recipe = build_recipe(method, scheme, args.group_size)
     report["recipe"] = recipe_yaml(recipe)
+    report["recipeSummary"] = recipe_summary(recipe, report["recipe"])
     from llmcompressor import oneshot
 
     t = time.monotonic()
@@ -391,11 +399,54 @@ def _quantize(args: QuantizeArgs, staged: list[Path]) -> tuple[QuantizeResult, E
     tokenizer.save_pretrained(staging)
     timings["save"] = time.monotonic() - t
     return _saved(args, out, staging, report, warnings, timings, started, kind="compressed-tensors",
-                  uri=str(out)), ExitCode.OK
+                  uri=where, remote=remote), ExitCode.OK
+
+
+def _quantize_gguf(args: QuantizeArgs, src: Any, out: Path, report: dict[str, Any], warnings: list[str],
+                   timings: dict[str, float], started: float, staged: list[Path]) -> tuple[QuantizeResult, ExitCode]:
+    """llama.cpp's converter, then llama.cpp's Q4_K_M quantizer (see gguf.py); the torch model is never loaded."""
+    from transformers import AutoTokenizer
+
+    from .gguf import GGUF_SCHEME, export_q4_k_m
+
+    t = time.monotonic()
+    progress("load", message=f"resolving {args.source}")
+    local, commit = download_source(src)
+    report["resolvedRevision"] = commit
+    tokenizer = AutoTokenizer.from_pretrained(local)
+    config = json.loads((Path(local) / "config.json").read_text())
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float16")
+    timings["load"] = time.monotonic() - t
+    t = time.monotonic()
+    progress("calibration-data", message=f"{args.calibration.dataset}: text for the tokenizer check")
+    samples, info, cal_warnings = calibration_samples(args, tokenizer)
+    warnings.extend(cal_warnings)
+    report["calibration"] = info | {"use": "tokenizer check (llama.cpp quantizes without an importance matrix)"}
+    texts = [cast(str, tokenizer.decode(s, skip_special_tokens=True)) for s in samples]
+    timings["calibrationData"] = time.monotonic() - t
+
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    staged.append(staging)
+    t = time.monotonic()
+    progress("quantize", message=f"llama.cpp: convert ({dtype}) and quantize to {GGUF_SCHEME}")
+    report["recipe"] = f"llama.cpp convert ({dtype}) + llama_model_quantize {GGUF_SCHEME}"
+    report["recipeSummary"] = report["recipe"]
+    gguf_info = export_q4_k_m(Path(local), tokenizer, texts, staging, dtype)
+    report["gguf"] = gguf_info
+    report["model"] = {"architecture": (config.get("architectures") or ["?"])[0],
+                       "parameters": gguf_info["parameters"], "dtype": dtype}
+    tokenizer.save_pretrained(staging)
+    timings["quantize"] = time.monotonic() - t
+    remote = args.output_dir if is_s3(args.output_dir) else None
+    return _saved(args, out, staging, report, warnings, timings, started, kind="gguf",
+                  uri=f"{remote or out}/{gguf_info['file']}", remote=remote), ExitCode.OK
 
 
 def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any], warnings: list[str],
-           timings: dict[str, float], started: float, kind: str, uri: str) -> QuantizeResult:
+           timings: dict[str, float], started: float, kind: str, uri: str,
+           remote: str | None = None) -> QuantizeResult:
     scheme = scheme_of(args)
     digest, size, files = tree_digest(staging)
     report["artifact"] = {"kind": kind, "uri": uri, "digest": digest, "sizeBytes": size, "files": files}
@@ -405,11 +456,11 @@ def _saved(args: QuantizeArgs, out: Path, staging: Path, report: dict[str, Any],
         digest=digest, size_bytes=size, wall_seconds=round(time.monotonic() - started, 3),
         peak_rss_bytes=peak_rss_bytes(), peak_gpu_bytes=gpu,
         message=f"{args.method} {scheme} {kind} artifact, {size / 2**20:.1f} MiB" + (" (GPU)" if gpu else " (CPU)"))
-    return _finish(out, staging, report, result, warnings, timings, started)
+    return _finish(out, staging, report, result, warnings, timings, started, remote)
 
 
 def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: QuantizeResult, warnings: list[str],
-            timings: dict[str, float], started: float) -> QuantizeResult:
+            timings: dict[str, float], started: float, remote: str | None = None) -> QuantizeResult:
     """Write report.json last, then move the staged directory into place: a report means a complete artifact."""
     for w in warnings:
         log(f"warning: {w}")
@@ -419,6 +470,10 @@ def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: Qua
     report["timings"] = {k: round(v, 3) for k, v in timings.items()} | {"wall": result.wall_seconds}
     report["peakRssBytes"] = result.peak_rss_bytes
     report["peakGpuBytes"] = result.peak_gpu_bytes
+    result.resolved_revision = report.get("resolvedRevision")
+    result.calibration_digest = (report.get("calibration") or {}).get("digest")
+    result.recipe = report.get("recipeSummary")
+    result.tool_versions = {k: v for k, v in (report.get("libraries") or {}).items() if k in PROVENANCE_TOOLS}
     report["result"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
     target = staging or out
     target.mkdir(parents=True, exist_ok=True)
@@ -428,6 +483,12 @@ def _finish(out: Path, staging: Path | None, report: dict[str, Any], result: Qua
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, out)
+    if remote is not None:
+        t = time.monotonic()
+        progress("upload", message=f"uploading {out} to {remote}")
+        sent = upload(out, remote)
+        shutil.rmtree(out, ignore_errors=True)  # the bucket holds it now; the scratch volume is not storage
+        log(f"uploaded {sent} bytes to {remote} in {time.monotonic() - t:.1f} s")
     progress("done", message=result.message)
     return result
 

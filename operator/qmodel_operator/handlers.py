@@ -43,7 +43,7 @@ from .resources.common import (
     MANAGED_BY,
 )
 from .resources.lws import COMPONENT_SERVING_WORKER
-from .resources.records import RECORD_EVALUATION
+from .resources.records import RECORD_ARTIFACT, RECORD_EVALUATION
 from .settings import Settings
 
 log = logging.getLogger("qmodel.handlers")
@@ -231,6 +231,13 @@ def qmodel_records(**kw: Any) -> dict[Any, Any]:
     if not key or result is None:
         return {}
     return {(namespace, kind, key): result}
+
+
+@kopf.index("v1", "configmaps", labels={LABEL_RECORD: RECORD_ARTIFACT, LABEL_QM: kopf.PRESENT})
+def qmodel_artifact_records(**kw: Any) -> dict[Any, Any]:
+    """Artifact records by the QuantizedModel that recorded them (spec.storage.retention collects those)."""
+    namespace, labels, body = kw["namespace"], kw["labels"], kw["body"]
+    return {(namespace, labels[LABEL_QM]): obs.artifact_record_summary(body)}
 
 
 @kopf.index("v1", "nodes")

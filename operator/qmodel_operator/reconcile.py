@@ -35,11 +35,14 @@ from . import metrics
 from .api.conditions import ConditionType, Reason, is_true, set_condition
 from .api.resource import SpecError, parse_spec
 from .api.spec import QuantizedModelSpec
-from .api.status import QuantizedModelStatus
+from .api.status import QuantizedModelStatus, ResolvedRevision
 from .kube import observe as obs
 from .kube import ops
 from .kube.client import ApiError, Kube
+from .kube.hub import RevisionResolver
 from .planning import ProfileError, fallback_ladder, fleet_from_nodes, plan, profile_for
+from .planning.provenance import provenance
+from .planning.retention import ArtifactRecordInfo, collectable
 from .planning.stages import (
     ApplyDeployment,
     ApplyLeaderWorkerSet,
@@ -48,6 +51,7 @@ from .planning.stages import (
     CreateQuantizeJob,
     Decision,
     DeleteWorkload,
+    Event,
     Observed,
     RecordArtifact,
     RecordEvaluation,
@@ -72,7 +76,9 @@ from .resources import (
     build_service,
     endpoint,
 )
-from .resources.common import job_name
+from .resources.cleanup import COMPONENT_CLEANUP, build_cleanup_job
+from .resources.common import LABEL_ARTIFACT_KEY, LABEL_QM, job_name, label_value
+from .resources.extras import desired_children, plan_children, selector_string
 from .resources.lws import LWS_API_VERSION, build_leader_worker_set, build_serving_workload
 from .resources.owned import owned_fields
 from .settings import Settings
@@ -80,7 +86,7 @@ from .settings import Settings
 log = logging.getLogger("qmodel.reconcile")
 
 INDEX_NAMES = ("qmodel_jobs", "qmodel_pods", "qmodel_deploys", "qmodel_services", "qmodel_records", "qmodel_nodes",
-               "qmodel_lws", "qmodel_serving_pods")
+               "qmodel_artifact_records", "qmodel_lws", "qmodel_serving_pods")
 
 _STATUS_FIELDS = {f.alias or n for n, f in QuantizedModelStatus.model_fields.items()}
 
@@ -118,6 +124,7 @@ class Reconciler:
         self._sem = asyncio.Semaphore(max(1, settings.workers))
         self.ready = asyncio.Event()
         self._readiness: dict[tuple[str, str], bool] = {}  # for the qmodel_quantizedmodels gauge only
+        self.hub = RevisionResolver(settings.hub_endpoint, settings.revision_refresh_seconds)
         self._seen: set[str] = set()  # uids of objects this process reconciled (metrics only)
         self._lifecycle_done: set[str] = set()  # uids whose creation → first Ready duration is recorded
 
@@ -203,7 +210,11 @@ class Reconciler:
             spec = parse_spec(qm.get("spec"))
         except SpecError as exc:
             errors = exc.errors
+        asked_revision = spec.model.revision if spec is not None else ""
+        resolved: ResolvedRevision | None = None
+        revision_warning: str | None = None
         if spec is not None:
+            spec, resolved, revision_warning = await self._resolve_revision(spec, status)
             try:
                 rungs = await self._plan(spec, namespace)
             except (ProfileError, SpecError) as exc:
@@ -231,8 +242,19 @@ class Reconciler:
                           max_retries=self.settings.max_retries, job_name=functools.partial(job_name, name),
                           desired_owned=owned)
         if spec is not None:
+            decision.status.resolved_revision = resolved
+            decision.status.provenance = provenance(
+                spec, decision.status, observed.artifacts, observed.evaluations,
+                {r.artifact_key: r.evaluation_key for r in rungs})
+            if decision.status.provenance is not None and decision.status.provenance.source == spec.model.source:
+                decision.status.provenance.revision = asked_revision
+            if revision_warning and decision.status.plan is not None \
+                    and revision_warning not in decision.status.plan.warnings:
+                decision.status.plan.warnings.append(revision_warning)
             try:
                 await self._execute(owner, spec, generation, decision, observed)
+                await self._serving_children(owner, spec, decision)
+                await self._collect_garbage(owner, spec, decision, rungs, observed, now)
             except (ApiError, ChildConflict) as exc:
                 if isinstance(exc, ApiError) and (exc.status >= 500 or exc.status in (0, 409, 429)):
                     raise  # transient: retried by the reconcile loop
@@ -247,6 +269,24 @@ class Reconciler:
         self._observe_metrics(owner, qm, status, decision, now)
         metrics.RECONCILES.labels(result="ok").inc()
         metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+
+    async def _resolve_revision(self, spec: QuantizedModelSpec, status: QuantizedModelStatus
+                                ) -> tuple[QuantizedModelSpec, ResolvedRevision | None, str | None]:
+        """The spec with spec.model.revision replaced by its commit (kube/hub.py), the record, a warning."""
+        src, rev = spec.model.source, spec.model.revision
+        result = await self.hub.resolve(src, rev)
+        if result is None:
+            return spec, None, None
+        known = status.resolved_revision
+        commit = result.commit
+        if commit is None and known is not None and (known.source, known.revision) == (src, rev):
+            commit = known.commit  # the hub is unreachable now: keep the last commit, so keys do not flip
+        if commit is None:
+            return spec, None, (f"spec.model.revision {rev!r} could not be resolved to a commit ({result.error}); "
+                                "the artifact key uses the name, pin a commit for reproducible artifacts")
+        pinned = spec.model_copy(deep=True)
+        pinned.model.revision = commit
+        return pinned, ResolvedRevision(source=src, revision=rev, commit=commit), None
 
     async def _plan(self, spec: QuantizedModelSpec, namespace: str) -> list[Rung]:
         config_json = None
@@ -332,7 +372,7 @@ class Reconciler:
         elif isinstance(action, RecordArtifact):
             await ops.create_if_absent(self.kube, build_artifact_record(
                 owner.namespace, action.key, action.result, produced_by=action.produced_by,
-                method=action.method))
+                method=action.method, owner=owner.name))
         elif isinstance(action, RecordEvaluation):
             await ops.create_if_absent(self.kube, build_evaluation_record(
                 owner.namespace, action.key, action.result, produced_by=action.produced_by,
@@ -355,6 +395,58 @@ class Reconciler:
         elif isinstance(action, DeleteWorkload):
             api_version = "apps/v1" if action.kind == "Deployment" else LWS_API_VERSION
             await ops.delete(self.kube, api_version, action.kind, owner.namespace, action.name)
+
+    async def _serving_children(self, owner: Owner, spec: QuantizedModelSpec, decision: Decision) -> None:
+        """PDB, autoscaler and InferencePool (resources/extras.py): apply what changed, delete what was turned off."""
+        st = decision.status
+        st.selector = selector_string(owner)
+        serving = st.served_plan is not None or any(isinstance(a, ApplyDeployment | ApplyLeaderWorkerSet)
+                                                    for a in decision.actions)
+        desired = desired_children(owner, spec, st.served_plan) if serving and not spec.suspend else []
+        todo = plan_children(list(st.children), desired)
+        for ref in todo.delete:
+            await ops.delete(self.kube, ref.api_version, ref.kind, owner.namespace, ref.name)
+        st.children = [r for r in st.children if r not in todo.delete]
+        for obj in todo.apply:
+            try:
+                await ops.apply(self.kube, obj)
+            except ApiError as exc:
+                exc.context = f"applying {obj['kind']} {owner.namespace}/{obj['metadata']['name']}"
+                if exc.status == 404:
+                    exc.context += f" (does this cluster serve {obj['apiVersion']}? install its CRDs)"
+                raise
+        st.children = todo.refs
+
+    async def _collect_garbage(self, owner: Owner, spec: QuantizedModelSpec, decision: Decision, rungs: list[Rung],
+                               observed: Observed, now: datetime) -> None:
+        """spec.storage.retention (planning/retention.py): a cleanup Job deletes the artifact's files; once it
+        succeeded the artifact's records and Jobs are deleted, so nothing reuses or re-records it."""
+        if spec.storage.retention is None or spec.suspend:
+            return
+        referenced = obs.namespace_artifact_references(self.indexes, owner.namespace)
+        referenced |= {r.artifact_key for r in rungs}
+        st = decision.status
+        for art in (st.serving_artifact, st.artifact):
+            if art is not None:
+                referenced.add(art.key)
+        records = [ArtifactRecordInfo(key=r["key"], uri=r["uri"], created=parse_time(r.get("created")))
+                   for r in obs.artifact_records_of(self.indexes, owner.namespace, owner.name) if r.get("key")]
+        cleanup_jobs = {j.key: j for j in observed.jobs if j.component == COMPONENT_CLEANUP}
+        for rec in collectable(records, spec.storage.retention, referenced, now):
+            job = cleanup_jobs.get(rec.key)
+            if job is None:
+                if await ops.create_if_absent(self.kube, build_cleanup_job(owner, spec, key=rec.key, uri=rec.uri)):
+                    log.info("retention: deleting artifact %s (%s) of %s/%s", rec.key, rec.uri, owner.namespace,
+                             owner.name)
+                    metrics.JOBS_CREATED.labels(component=COMPONENT_CLEANUP).inc()
+            elif job.succeeded:
+                # The files are gone: drop what would reuse or re-record them (records, quantize/evaluate Jobs).
+                await ops.delete_labelled(self.kube, "v1", "ConfigMap", owner.namespace,
+                                          {LABEL_ARTIFACT_KEY: rec.key})
+                await ops.delete_labelled(self.kube, "batch/v1", "Job", owner.namespace,
+                                          {LABEL_ARTIFACT_KEY: rec.key, LABEL_QM: label_value(owner.name)})
+                decision.events.append(Event("Normal", "ArtifactDeleted",
+                                             f"spec.storage.retention: deleted artifact {rec.key} ({rec.uri})"))
 
     def forget(self, namespace: str, name: str) -> None:
         self._readiness.pop((namespace, name), None)

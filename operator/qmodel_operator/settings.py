@@ -10,6 +10,9 @@ workers                            QMODEL_WORKERS               16       reconci
 api_threads                        QMODEL_API_THREADS           8        threads of the API client pool
 event_posting                      QMODEL_EVENTS                1        post Kubernetes Events for transitions
 watch_timeout_seconds              QMODEL_WATCH_TIMEOUT         300      server-side watch timeout (Kopf)
+hub_endpoint                       QMODEL_HUB_ENDPOINT          hf.co    where hf:// revisions resolve to commits
+                                                                         (kube/hub.py); empty or HF_HUB_OFFLINE=1: off
+revision_refresh_seconds           QMODEL_REVISION_REFRESH_S    600      how long a resolved revision is cached
 =================================  ===========================  =======  ==========================================
 """
 
@@ -37,6 +40,8 @@ class Settings:
     api_threads: int = 8
     event_posting: bool = True
     watch_timeout_seconds: int = 300
+    hub_endpoint: str = "https://huggingface.co"
+    revision_refresh_seconds: float = 600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,4 +52,7 @@ class Settings:
             api_threads=_int("QMODEL_API_THREADS", cls.api_threads),
             event_posting=os.environ.get("QMODEL_EVENTS", "1") not in ("0", "false", "no"),
             watch_timeout_seconds=_int("QMODEL_WATCH_TIMEOUT", cls.watch_timeout_seconds),
+            hub_endpoint="" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+            else os.environ.get("QMODEL_HUB_ENDPOINT", cls.hub_endpoint),
+            revision_refresh_seconds=_float("QMODEL_REVISION_REFRESH_S", cls.revision_refresh_seconds),
         )

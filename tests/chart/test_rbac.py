@@ -69,6 +69,15 @@ REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): (OBSERVATION, r'wait_for\(references\.CRDS\)'),
     # Kopf runs standalone (run.py): no kopf.dev peering objects are read or written.
     ("_standalone", "", ""): (RUN, r"kopf\.run\(standalone=True"),
+    # Optional serving children (resources/extras.py) and artifact garbage collection.
+    **{(group, resource, verb): (RECONCILE, pattern)
+       for group, resource in (("policy", "poddisruptionbudgets"), ("autoscaling", "horizontalpodautoscalers"),
+                               ("keda.sh", "scaledobjects"), ("inference.networking.k8s.io", "inferencepools"))
+       for verb, pattern in (("create", r"await ops\.apply\(self\.kube, obj\)"),
+                             ("patch", r"await ops\.apply\(self\.kube, obj\)"),
+                             ("delete", r"ops\.delete\(self\.kube, ref\.api_version"))},
+    ("batch", "jobs", "deletecollection"): (RECONCILE, r'delete_labelled\(self\.kube, "batch/v1", "Job"'),
+    ("", "configmaps", "deletecollection"): (RECONCILE, r'delete_labelled\(self\.kube, "v1", "ConfigMap"'),
 }
 # Only with operator.watchNamespaces: Kopf lists/watches Namespaces when not cluster-wide.
 NAMESPACED_REQUIRED: dict[tuple[str, str, str], tuple[Path, str]] = {
@@ -126,7 +135,7 @@ def test_the_operator_sends_no_request_the_table_does_not_cover():
     for path in (OP / "kube").glob("*.py"):
         methods |= set(re.findall(r'request\(\s*"([A-Z]+)"', path.read_text()))
     verbs = {"GET": {"get", "list"}, "POST": {"create"}, "PATCH": {"patch"}, "PUT": {"update"},
-             "DELETE": {"delete"}}
+             "DELETE": {"delete", "deletecollection"}}
     assert methods, "no requests found: has kube/ moved?"
     for method in methods:
         assert verbs[method] & {v for (_, _, v) in grants(REQUIRED)}, method

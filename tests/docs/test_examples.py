@@ -14,7 +14,7 @@ import yaml
 from qmodel_operator.api import API_GROUP, API_VERSION, KIND, PLURAL, parse_spec
 
 EXAMPLE_NAMES = ["qwen2-7b-awq-a100.yaml", "llama-3.1-70b-fp8-h100.yaml", "mixtral-gptq-l4.yaml",
-                 "qwen2.5-1.5b-8bit.yaml", "cpu-gguf.yaml"]
+                 "qwen2.5-1.5b-8bit.yaml", "cpu-gguf.yaml", "llama-3.1-8b-platform-s3.yaml"]
 
 
 @pytest.fixture(scope="module")

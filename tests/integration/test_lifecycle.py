@@ -238,8 +238,3 @@ def test_planning_failures_name_the_field_and_the_numbers(kube: Kube, ns: str) -
                                 "quantization": {"method": "none"}, "serving": {"gpu": {"maxPerReplica": 1}}})
     infeasible = kube.wait_condition(ns, "huge", "Ready", "False", "Infeasible")
     assert "GiB" in infeasible["message"]
-    kube.create_qm(ns, "cpu", {"model": {"source": "hf://Qwen/Qwen2-7B-Instruct"},
-                               "quantization": {"method": "gguf"}})
-    unsupported = kube.wait_condition(ns, "cpu", "Ready", "False", "Unsupported")
-    assert "CPU serving is not built yet" in unsupported["message"]
-    assert kube.job_names(ns) == []

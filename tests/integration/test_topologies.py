@@ -178,7 +178,7 @@ def test_multi_node_replica_is_a_leader_worker_set_and_a_dead_worker_makes_it_un
     worker = tmpl["workerTemplate"]["spec"]["containers"][0]
     assert leader["resources"]["limits"]["nvidia.com/gpu"] == worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "--pipeline-parallel-size 2" in leader["args"][0] and "--tensor-parallel-size 1" in leader["args"][0]
-    assert leader["readinessProbe"]["httpGet"]["path"] == "/health" and "exec" in worker["readinessProbe"]
+    assert leader["readinessProbe"]["httpGet"]["path"] == "/v1/models" and "exec" in worker["readinessProbe"]
     assert body["metadata"]["ownerReferences"][0]["name"] == "llama"
     # the API server validated the set against LeaderWorkerSet's published schema and applied its defaults
     assert body["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"] == {
@@ -210,7 +210,8 @@ def test_switch_from_a_deployment_to_a_leader_worker_set_is_zero_downtime(
         kube: Kube, kubelet: Kubelet, lws: LwsController, ns: str) -> None:
     kube.create_qm(ns, "moving", {**LLAMA_70B, "serving": {"gpu": {"product": A100}}})
     dep = wait_for(lambda: kube.apps.list_namespaced_deployment(ns).items, what="the Deployment")[0]
-    plan = kube.qm(ns, "moving")["status"]["plan"]  # the planner's choice on 8 x A100-40GB nodes: one node
+    # the planner's choice on 8 x A100-40GB nodes: one node (status is written just after the Deployment)
+    plan = wait_for(lambda: (kube.qm(ns, "moving").get("status") or {}).get("plan"), what="moving's plan")
     assert plan["gpusPerReplica"] <= plan["gpusPerNode"] == 8
     assert dep.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
     kubelet.roll_out(ns, dep.metadata.name)

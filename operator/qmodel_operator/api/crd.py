@@ -86,6 +86,18 @@ CEL_RULES: tuple[CelRule, ...] = (
         message="a toleration with operator Exists must not set value",
         field_path=".value",
     ),
+    CelRule(
+        path="spec.serving.autoscaling",
+        rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+        message="spec.serving.autoscaling.minReplicas must not exceed maxReplicas",
+        field_path=".minReplicas",
+    ),
+    CelRule(
+        path="spec.serving.autoscaling",
+        rule="!has(self.engine) || self.engine != 'keda' || has(self.prometheusAddress)",
+        message="spec.serving.autoscaling.prometheusAddress is required with engine keda",
+        field_path=".prometheusAddress",
+    ),
 )
 
 # Lists that are not atomic: path below the root → (list type, map keys).
@@ -117,6 +129,15 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+
+# `kubectl scale`, an HPA or a KEDA ScaledObject write spec.serving.replicas; the scale's status is the ready count
+# and the vLLM pods' selector (status.selector, written by the operator).
+SCALE_SUBRESOURCE: dict[str, str] = {
+    "specReplicasPath": ".spec.serving.replicas",
+    "statusReplicasPath": ".status.readyReplicas",
+    "labelSelectorPath": ".status.selector",
+}
 
 
 class SchemaError(ValueError):
@@ -311,7 +332,7 @@ def crd() -> dict[str, Any]:
                 "name": API_VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, "scale": SCALE_SUBRESOURCE},
                 "additionalPrinterColumns": PRINTER_COLUMNS,
                 "schema": {"openAPIV3Schema": openapi_schema()},
             }],

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .spec import Calibration, Evaluation, Method, Model
+from .spec import Calibration, Evaluation, Method, Model, Storage
 from .status import TaskResult
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -98,6 +98,11 @@ class QuantizeResult(Model):
     peak_gpu_bytes: int | None = None
     message: str = ""
     warnings: list[str] = Field(default_factory=list, description="e.g. calibration data in another language.")
+    # Provenance (status.provenance): what exactly went in.
+    resolved_revision: str | None = Field(default=None, description="The hub commit the revision resolved to.")
+    calibration_digest: str | None = Field(default=None, description="sha256 over the calibration token ids.")
+    recipe: str | None = Field(default=None, description="Modifier names and sha256 of the recipe YAML.")
+    tool_versions: dict[str, str] = Field(default_factory=dict)
 
 
 class EvaluateResult(Model):
@@ -117,7 +122,29 @@ class EvaluateResult(Model):
     warnings: list[str] = Field(default_factory=list, description="e.g. eval data in another language.")
 
 
-def to_argv(args: QuantizeArgs | EvaluateArgs) -> list[str]:
+class CleanupArgs(Model):
+    """Delete one artifact (retention): an artifact directory on the volume, or every object under an s3 prefix."""
+
+    uri: str = Field(description="status.artifact.uri: /models/<subPath>/artifacts/<key>[/file] or s3://...")
+    artifact_key: str
+
+
+class FetchArgs(Model):
+    """Copy an artifact from object storage into a pod's scratch volume (init container of servers that cannot
+    read s3:// themselves, such as llama.cpp)."""
+
+    uri: str = Field(description="s3://bucket/prefix of the artifact directory.")
+    dest: str = Field(description="Local directory to fill.")
+
+
+class CleanupResult(Model):
+    ok: bool
+    uri: str = ""
+    deleted: int = 0
+    message: str = ""
+
+
+def to_argv(args: QuantizeArgs | EvaluateArgs | CleanupArgs | FetchArgs) -> list[str]:
     return ["--config-json", args.model_dump_json(by_alias=True, exclude_none=True)]
 
 
@@ -153,8 +180,13 @@ def artifact_key(
     group_size: int,
     calibration: Calibration,
     quantizer_image: str,
+    storage: str = "",
 ) -> str:
-    """Content address of an artifact: the same inputs always produce (and reuse) the same artifact."""
+    """Content address of an artifact: the same inputs always produce (and reuse) the same artifact.
+
+    ``storage`` is where the artifact lives (``storage_location``): an artifact in one bucket or claim is not
+    reused by a QuantizedModel whose pods read another one.
+    """
     material = {
         "source": source,
         "revision": revision,
@@ -164,8 +196,29 @@ def artifact_key(
         "calibration": calibration.model_dump(mode="json", by_alias=True),
         "quantizerImage": quantizer_image,
     }
+    if storage:
+        material["storage"] = storage
     blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def storage_location(storage: Storage) -> str:
+    """Where artifacts live: ``s3://bucket/prefix`` (with the endpoint when not AWS) or ``pvc://claim/subPath``."""
+    if storage.s3 is not None:
+        s3 = storage.s3
+        where = f"s3://{s3.bucket}/{s3.prefix.strip('/')}".rstrip("/")
+        return f"{where}@{s3.endpoint}" if s3.endpoint else where
+    return f"pvc://{storage.pvc.claim_name}/{storage.pvc.sub_path.strip('/')}".rstrip("/")
+
+
+def storage_uri(storage: Storage, kind: str, key: str) -> str:
+    """Where a job writes its output: ``<kind>/<key>`` under the bucket prefix, or under the mounted claim."""
+    if storage.s3 is not None:
+        prefix = storage.s3.prefix.strip("/")
+        return f"s3://{storage.s3.bucket}/" + (f"{prefix}/" if prefix else "") + f"{kind}/{key}"
+    sub = storage.pvc.sub_path.strip("/")
+    base = f"{MODELS_MOUNT}/{sub}" if sub else MODELS_MOUNT
+    return f"{base}/{kind}/{key}"
 
 
 def artifact_dir(sub_path: str, key: str) -> str:

@@ -50,6 +50,27 @@ def cross_field_errors(spec: QuantizedModelSpec) -> list[str]:
         if tol.operator == "Exists" and tol.value:
             errors.append(f"spec.jobs.tolerations[{i}].value: must be empty when operator is Exists "
                           f"(got {tol.value!r})")
+    errors += serving_extras_errors(spec)
+    return errors
+
+
+def serving_extras_errors(spec: QuantizedModelSpec) -> list[str]:
+    """Autoscaling, disruption budget and S3 rules (mirrored by CEL rules in the CRD)."""
+    errors: list[str] = []
+    auto = spec.serving.autoscaling
+    if auto is not None:
+        if auto.min_replicas > auto.max_replicas:
+            errors.append(f"spec.serving.autoscaling.minReplicas: {auto.min_replicas} exceeds maxReplicas "
+                          f"{auto.max_replicas}")
+        if auto.engine == "keda" and not auto.prometheus_address:
+            errors.append("spec.serving.autoscaling.prometheusAddress: required with engine keda (the Prometheus "
+                          "URL the ScaledObject queries)")
+        if auto.engine == "hpa" and auto.min_replicas < 1:
+            errors.append("spec.serving.autoscaling.minReplicas: 0 needs engine keda (an HPA cannot scale to zero)")
+    pdb = spec.serving.disruption_budget
+    if pdb is not None and pdb.min_available is not None and pdb.max_unavailable is not None:
+        errors.append("spec.serving.disruptionBudget: set maxUnavailable or minAvailable, not both "
+                      f"(got {pdb.max_unavailable} and {pdb.min_available})")
     return errors
 
 

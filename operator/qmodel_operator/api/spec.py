@@ -25,6 +25,8 @@ SHORT_NAMES = ["qm"]
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 DEFAULT_QUANTIZER_IMAGE = "ghcr.io/qmodel-io/qmodel-quantizer:0.1.0"
 DEFAULT_EVALUATOR_IMAGE = "ghcr.io/qmodel-io/qmodel-evaluator:0.1.0"
+# gguf plans (CPU serving): llama-cpp-python's OpenAI server (images/llamacpp)
+DEFAULT_LLAMACPP_IMAGE = "ghcr.io/qmodel-io/qmodel-llamacpp:0.1.0"
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
@@ -157,6 +159,77 @@ class Resources(Model):
     memory: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")
 
 
+class Toleration(Model):
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=253)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class PodSecurityContext(Model):
+    """The pod-level securityContext fields platform teams set (the rest of PodSecurityContext is left to them)."""
+
+    run_as_user: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    run_as_group: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    run_as_non_root: bool | None = None
+    fs_group: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    supplemental_groups: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(default_factory=list,
+                                                                                  max_length=32)
+
+
+class ServingPod(Model):
+    """Scheduling and identity of the vLLM pods (added to what the plan sets: GPU affinity and toleration)."""
+
+    node_selector: dict[str, Annotated[str, Field(max_length=253)]] = Field(default_factory=dict, max_length=64)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    priority_class_name: str | None = Field(default=None, max_length=253)
+    image_pull_secrets: list[LocalObjectRef] = Field(default_factory=list, max_length=16)
+    service_account_name: Name | None = None
+    security_context: PodSecurityContext | None = None
+    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=32, description="Extra pod labels (the operator's own win on a clash).")
+    annotations: dict[str, Annotated[str, Field(max_length=2048)]] = Field(default_factory=dict, max_length=32)
+
+
+class AutoscalingEngine(StrEnum):
+    HPA = "hpa"
+    KEDA = "keda"
+
+
+class Autoscaling(Model):
+    """Scale spec.serving.replicas (through the QuantizedModel's scale subresource) on a vLLM metric."""
+
+    engine: AutoscalingEngine = Field(default=AutoscalingEngine.HPA,
+                                      description="hpa: autoscaling/v2 on a Pods metric (prometheus-adapter); "
+                                                  "keda: a KEDA ScaledObject with a Prometheus query.")
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="0 only with keda (scale to zero).")
+    max_replicas: int = Field(default=4, ge=1, le=1000)
+    metric: str = Field(default="vllm:num_requests_waiting", min_length=1, max_length=128,
+                        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+                        description="vLLM metric; hpa uses it with ':' written '_' (prometheus-adapter naming).")
+    target_per_replica: float = Field(default=4.0, gt=0, le=1_000_000,
+                                      description="Average metric value per replica to hold.")
+    prometheus_address: str | None = Field(default=None, max_length=512,
+                                           description="Prometheus URL KEDA queries (engine keda).")
+    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
+
+
+class DisruptionBudget(Model):
+    """A PodDisruptionBudget for the vLLM pods; neither field set means maxUnavailable 1."""
+
+    max_unavailable: int | None = Field(default=None, ge=0, le=1000)
+    min_available: int | None = Field(default=None, ge=0, le=1000)
+
+
+class InferencePool(Model):
+    """A Gateway API Inference Extension InferencePool (inference.networking.k8s.io/v1) over the vLLM pods."""
+
+    endpoint_picker: LocalObjectRef = Field(description="Service of the endpoint picker (EPP) extension.")
+    endpoint_picker_port: int = Field(default=9002, ge=1, le=65535)
+    failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"
+
+
 class Serving(Model):
     replicas: int = Field(default=1, ge=0, le=1000)
     max_model_len: int = Field(default=4096, ge=16, le=1_048_576, description="Context length one request may use.")
@@ -164,8 +237,15 @@ class Serving(Model):
     kv_cache_dtype: KVCacheDtype = KVCacheDtype.AUTO
     gpu_memory_utilization: float = Field(default=0.9, ge=0.1, le=0.99)
     image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
+    cpu_image: str = Field(default=DEFAULT_LLAMACPP_IMAGE, min_length=1, max_length=512,
+                           description="llama.cpp server image for gguf plans (CPU serving).")
     resources: Resources = Field(default_factory=Resources)
     extra_args: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=64)
+    pod: ServingPod | None = Field(default=None, description="Scheduling and identity of the vLLM pods.")
+    autoscaling: Autoscaling | None = Field(default=None, description="Absent: replicas stay as set.")
+    disruption_budget: DisruptionBudget | None = Field(
+        default=None, description="Absent: no PodDisruptionBudget.")
+    inference_pool: InferencePool | None = Field(default=None, description="Absent: no InferencePool.")
 
 
 class PVCStorage(Model):
@@ -173,16 +253,37 @@ class PVCStorage(Model):
     sub_path: str = Field(default="qmodel", max_length=256, pattern=r"^[A-Za-z0-9._/-]*$")
 
 
+class S3Credentials(Model):
+    """A Secret with the access key pair; the values reach pods only by secretKeyRef."""
+
+    name: Name
+    access_key_id_key: str = Field(default="AWS_ACCESS_KEY_ID", min_length=1, max_length=253)
+    secret_access_key_key: str = Field(default="AWS_SECRET_ACCESS_KEY", min_length=1, max_length=253)
+
+
+class S3Storage(Model):
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    prefix: str = Field(default="qmodel", max_length=512, pattern=r"^[A-Za-z0-9._/-]*$")
+    endpoint: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s]+$",
+                                 description="S3-compatible endpoint (MinIO, Ceph, GCS); absent: AWS.")
+    region: str | None = Field(default=None, max_length=64)
+    credentials_secret_ref: S3Credentials | None = Field(
+        default=None, description="Absent: the pods' own identity (IRSA, workload identity).")
+
+
+class Retention(Model):
+    """Garbage collection of this QuantizedModel's artifacts (records qmodel-artifact-<key> and their files)."""
+
+    keep_last: int | None = Field(default=None, ge=1, le=1000,
+                                  description="Keep the N newest artifacts this object produced.")
+    unreferenced_after_hours: int | None = Field(
+        default=None, ge=1, le=24 * 3650, description="Delete an artifact no QuantizedModel serves after this long.")
+
+
 class Storage(Model):
     pvc: PVCStorage = Field(default_factory=lambda: PVCStorage(claim_name="models"))
-
-
-class Toleration(Model):
-    key: str | None = Field(default=None, max_length=253)
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = Field(default=None, max_length=253)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    s3: S3Storage | None = Field(default=None, description="Artifacts in object storage; the PVC is not used.")
+    retention: Retention | None = Field(default=None, description="Absent: artifacts are kept.")
 
 
 class Jobs(Model):
@@ -194,6 +295,8 @@ class Jobs(Model):
     quantizer_image: str = Field(default=DEFAULT_QUANTIZER_IMAGE, min_length=1, max_length=512)
     evaluator_image: str = Field(default=DEFAULT_EVALUATOR_IMAGE, min_length=1, max_length=512)
     resources: Resources = Field(default_factory=Resources)
+    fs_group: int | None = Field(default=65532, ge=0, le=2**31 - 1,
+                                 description="Pod fsGroup, so the non-root job images can write the volume.")
 
 
 class QuantizedModelSpec(Model):

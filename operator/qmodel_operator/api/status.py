@@ -112,6 +112,53 @@ class Attempt(Model):
     generation: int | None = Field(default=None, description="metadata.generation the attempt started at.")
 
 
+class GateScores(Model):
+    baseline_perplexity: float | None = None
+    perplexity: float | None = None
+    perplexity_increase_percent: float | None = None
+    tasks: dict[str, Annotated[float, Field()]] = Field(default_factory=dict, max_length=32,
+                                                        description="Task name → drop in percent.")
+    prompts_pass_percent: float | None = None
+    passed: bool | None = None
+
+
+class Provenance(Model):
+    """How the served artifact was made: enough to reproduce it or audit it."""
+
+    source: str = Field(default="", max_length=1024)
+    revision: str = Field(default="", max_length=128, description="The revision the spec asked for.")
+    resolved_revision: str | None = Field(default=None, max_length=128, description="The commit it resolved to.")
+    method: Method | None = None
+    scheme: str | None = Field(default=None, max_length=64)
+    recipe: str | None = Field(default=None, max_length=256,
+                               description="The llm-compressor recipe: modifiers and sha256 of its YAML.")
+    calibration_digest: str | None = Field(default=None, max_length=128,
+                                           description="sha256 over the calibration token ids.")
+    tool_versions: dict[str, Annotated[str, Field(max_length=64)]] = Field(default_factory=dict, max_length=32)
+    quantizer_image: str | None = Field(default=None, max_length=512)
+    evaluator_image: str | None = Field(default=None, max_length=512)
+    artifact_uri: str | None = Field(default=None, max_length=2048)
+    artifact_digest: str | None = Field(default=None, max_length=128)
+    gate: GateScores | None = None
+
+
+class ResolvedRevision(Model):
+    """The commit a hub branch or tag resolved to (kube/hub.py): the artifact key and the jobs use the commit."""
+
+    source: str = Field(max_length=1024)
+    revision: str = Field(max_length=128)
+    commit: str = Field(max_length=64)
+
+
+class ChildRef(Model):
+    """An optional child (PDB, HPA, ScaledObject, InferencePool) the operator applied, to delete it when off."""
+
+    api_version: str = Field(max_length=128)
+    kind: str = Field(max_length=64)
+    name: str = Field(max_length=253)
+    hash: str = Field(default="", max_length=32)
+
+
 class QuantizedModelStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
@@ -123,3 +170,10 @@ class QuantizedModelStatus(Model):
     attempts: list[Attempt] = Field(default_factory=list, max_length=32)
     endpoint: str | None = Field(default=None, max_length=512)
     ready_replicas: int | None = None
+    selector: str | None = Field(default=None, max_length=1024,
+                                 description="Label selector of the vLLM pods (the scale subresource's).")
+    provenance: Provenance | None = Field(default=None, description="How the served artifact was made.")
+    resolved_revision: ResolvedRevision | None = Field(
+        default=None, description="spec.model.revision resolved to a commit (hf:// sources).")
+    children: list[ChildRef] = Field(default_factory=list, max_length=16,
+                                     description="Optional children applied (PDB, autoscaler, InferencePool).")

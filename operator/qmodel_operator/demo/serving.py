@@ -130,34 +130,9 @@ def rewrite_container(container: dict[str, Any], venv: Path, port: int) -> dict[
         command[0] = str(vllm_bin(venv))
     elif not command and args and args[0] == "serve":  # image entrypoint is vllm
         command = [str(vllm_bin(venv))]
-    argv = command[1:] + args
-    out: list[str] = []
-    container_port = None
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("--port", "--host") and i + 1 < len(argv):
-            if a == "--port":
-                container_port = argv[i + 1]
-            out += [a, str(port) if a == "--port" else "127.0.0.1"]
-            i += 2
-            continue
-        if a.startswith("--port="):
-            container_port = a.split("=", 1)[1]
-            a = f"--port={port}"
-        elif a.startswith("--host="):
-            a = "--host=127.0.0.1"
-        out.append(a)
-        i += 1
-    if container_port is None:
-        out += ["--host", "127.0.0.1", "--port", str(port)]
     c["command"] = command[:1]
-    c["args"] = out
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        http = (c.get(probe) or {}).get("httpGet")
-        if http:
-            http["port"] = port
-    c["ports"] = [{**p, "containerPort": port} for p in c.get("ports") or []]
+    c["args"] = loopback_args(command[1:] + args, port)
+    _probes_to(c, port)
     env = [e for e in c.get("env") or [] if e.get("name") not in ("VIRTUAL_ENV", "PATH")]
     env += [{"name": "VIRTUAL_ENV", "value": str(venv)},
             {"name": "PATH", "value": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
@@ -165,6 +140,38 @@ def rewrite_container(container: dict[str, Any], venv: Path, port: int) -> dict[
             {"name": "VLLM_CPU_KVCACHE_SPACE", "value": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}]
     c["env"] = env
     return c
+
+
+def loopback_args(argv: list[str], port: int) -> list[str]:
+    """``--host``/``--port`` (either spelling) rewritten to 127.0.0.1 and ``port``; added when absent."""
+    out: list[str] = []
+    seen_port = False
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--port", "--host") and i + 1 < len(argv):
+            seen_port = seen_port or a == "--port"
+            out += [a, str(port) if a == "--port" else "127.0.0.1"]
+            i += 2
+            continue
+        if a.startswith("--port="):
+            seen_port = True
+            a = f"--port={port}"
+        elif a.startswith("--host="):
+            a = "--host=127.0.0.1"
+        out.append(a)
+        i += 1
+    if not seen_port:
+        out += ["--host", "127.0.0.1", "--port", str(port)]
+    return out
+
+
+def _probes_to(c: dict[str, Any], port: int) -> None:
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        http = (c.get(probe) or {}).get("httpGet")
+        if http:
+            http["port"] = port
+    c["ports"] = [{**p, "containerPort": port} for p in c.get("ports") or []]
 
 
 def _health(port: int, path: str = "/health", timeout: float = 1.0) -> bool:
@@ -193,24 +200,59 @@ class VllmDeploymentRunner(DeploymentRunner):
         # The kubelet starts from its own environment (the project venv); vLLM must not see that venv's packages.
         for key in ("PYTHONPATH", "PYTHONHOME"):
             spec.env.pop(key, None)
-        (ctx.dir / ENDPOINT_FILE).write_text(json.dumps({"host": "127.0.0.1", "port": port,
-                                                          "containerPort": _container_port(original)}))
-        proc = await ctx.start_process(spec)
-        where = f"vllm-cpu ({self.venv}) on 127.0.0.1:{port}, pid {proc.pid}"
-        ctx.set_running(ready=False, message=f"starting {where}")
-        ready = False
-        try:
-            while proc.returncode is None:
-                ok = await asyncio.to_thread(_health, port)
-                if ok != ready:
-                    ready = ok
-                    ctx.set_running(ready=ready, message=f"{'serving' if ready else 'not ready'}: {where}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), self.period)
-            ctx.set_finished({original["name"]: {"terminated": ctx.terminated_state(spec, proc.returncode)}})
-        except asyncio.CancelledError:
-            await ctx.kill(grace=5.0)
-            raise
+        await serve_until_exit(ctx, spec, original, port, f"vllm-cpu ({self.venv})", "/health", self.period)
+
+
+async def serve_until_exit(ctx: Any, spec: Any, original: dict[str, Any], port: int, what: str, health: str,
+                           period: float) -> None:
+    """Start the server process, report the Pod Ready while ``health`` answers, Failed when the process exits."""
+    (ctx.dir / ENDPOINT_FILE).write_text(json.dumps({"host": "127.0.0.1", "port": port,
+                                                      "containerPort": _container_port(original)}))
+    proc = await ctx.start_process(spec)
+    where = f"{what} on 127.0.0.1:{port}, pid {proc.pid}"
+    ctx.set_running(ready=False, message=f"starting {where}")
+    ready = False
+    try:
+        while proc.returncode is None:
+            ok = await asyncio.to_thread(_health, port, health)
+            if ok != ready:
+                ready = ok
+                ctx.set_running(ready=ready, message=f"{'serving' if ready else 'not ready'}: {where}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), period)
+        ctx.set_finished({original["name"]: {"terminated": ctx.terminated_state(spec, proc.returncode)}})
+    except asyncio.CancelledError:
+        await ctx.kill(grace=5.0)
+        raise
+
+
+LLAMACPP_SERVER = ["-m", "llama_cpp.server"]
+
+
+class LlamaCppDeploymentRunner(DeploymentRunner):
+    """Runs the llama.cpp server Deployment's pods (gguf plans) as local processes for real.
+
+    ``python -m llama_cpp.server ...`` runs with the kubelet's own interpreter (llama-cpp-python[server] is part of
+    the project's environment), ``/models`` becomes the PVC's host directory, the host and port loopback and a free
+    port; the Pod is Ready while ``/v1/models`` answers (the probe the Deployment declares).
+    """
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+
+    async def run(self, ctx: Any) -> None:
+        original = ctx.containers[0]
+        if list(original.get("args") or [])[:2] != LLAMACPP_SERVER:
+            ctx.set_waiting("ContainerCannotRun", "this runner only runs llama.cpp server containers "
+                                                  "(python -m llama_cpp.server)")
+            return
+        port = free_port()
+        container = copy.deepcopy(original)
+        container["args"] = loopback_args(list(original.get("args") or []), port)
+        _probes_to(container, port)
+        spec = ctx.process_spec(container)
+        probe = ((original.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/v1/models")
+        await serve_until_exit(ctx, spec, original, port, "llama.cpp server", probe, self.period)
 
 
 def _container_port(container: dict[str, Any]) -> int | None:

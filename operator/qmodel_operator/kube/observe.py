@@ -139,6 +139,7 @@ def deployment_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "name": meta.get("name", ""),
         "owner": (meta.get("annotations") or {}).get(ANNOTATION_OWNER_NAME, ""),
         "hash": (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH),
+        "artifactKey": (meta.get("labels") or {}).get(LABEL_ARTIFACT_KEY, ""),
         "generation": _int(meta.get("generation")),
         "observedGeneration": _int(status.get("observedGeneration")),
         "specReplicas": _int((body.get("spec") or {}).get("replicas"), 1),
@@ -276,3 +277,34 @@ def observe(*, namespace: str, name: str, indexes: Mapping[str, Any], artifact_k
 
 def nodes(indexes: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [n for n in _values(indexes.get("qmodel_nodes"), None) if n]
+
+
+def artifact_record_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What retention needs of an artifact record: its key, the artifact's uri, when it was made."""
+    meta = body.get("metadata") or {}
+    result = read_record(dict(body)) or {}
+    return {"key": (meta.get("labels") or {}).get(LABEL_ARTIFACT_KEY, ""), "uri": str(result.get("artifactUri") or ""),
+            "created": meta.get("creationTimestamp")}
+
+
+def namespace_artifact_references(indexes: Mapping[str, Any], namespace: str) -> set[str]:
+    """Artifact keys a Deployment or LeaderWorkerSet in ``namespace`` serves or a running Job there reads (retention's
+    guard)."""
+    out: set[str] = set()
+    for name in ("qmodel_deploys", "qmodel_lws", "qmodel_jobs"):
+        index = indexes.get(name)
+        if index is None:
+            continue
+        for key in list(index):
+            if isinstance(key, tuple) and key and key[0] == namespace:
+                for item in _values(index, key):
+                    if not item or not item.get("artifactKey") or item.get("component") == "cleanup":
+                        continue
+                    if name == "qmodel_jobs" and (item.get("succeeded") or item.get("failedReason")):
+                        continue  # a finished Job no longer reads the artifact
+                    out.add(item["artifactKey"])
+    return out
+
+
+def artifact_records_of(indexes: Mapping[str, Any], namespace: str, name: str) -> list[dict[str, Any]]:
+    return [r for r in _values(indexes.get("qmodel_artifact_records"), (namespace, label_value(name))) if r]

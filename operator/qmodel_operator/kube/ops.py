@@ -29,6 +29,11 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    ("keda.sh/v1alpha1", "ScaledObject"): "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects",
+    ("inference.networking.k8s.io/v1", "InferencePool"):
+        "/apis/inference.networking.k8s.io/v1/namespaces/{ns}/inferencepools",
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"):
         "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets",
 }
@@ -133,3 +138,11 @@ async def post_event(kube: Kube, qm: dict[str, Any], *, type_: str, reason: str,
         await kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
     except ApiError as exc:  # events are best effort
         log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc.status)
+
+
+async def delete_labelled(kube: Kube, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> None:
+    """DELETE the collection of ``kind`` objects matching ``selector`` (dependents deleted in the background)."""
+    path = _PATHS[(api_version, kind)].format(ns=namespace)
+    query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items()))),
+             ("propagationPolicy", "Background")]
+    await kube.request("DELETE", path, query=query)

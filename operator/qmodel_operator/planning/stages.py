@@ -40,8 +40,8 @@ Serving: the Deployment is built from the *served* plan and artifact. A passed r
 until then the previously served artifact (``status.servingArtifact`` + ``status.servedPlan``) keeps serving, with
 the current serving-only fields (replicas, maxModelLen, image, resources). ``spec.suspend`` blocks every action
 that starts work (Job creation, Deployment apply); recording results of Jobs that already ran is not new work.
-Plans that cannot be served yet — ``gguf`` (CPU serving) — stop before any Job starts with Ready=False reason
-Unsupported.
+Every plan the planner reports as fitting is served: a ``gguf`` plan (CPU) is quantized, gated and served by
+llama.cpp's server (resources/cpu_serving.py).
 
 Topologies (``planning.topology``): a replica that fits one node is a Deployment (pipeline parallelism inside the
 node included); a larger one is a LeaderWorkerSet group of pods. Switching between the two (a new served plan
@@ -61,7 +61,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..api.conditions import ConditionType, Reason, set_condition
-from ..api.jobcontract import SCHEMES, EvaluateResult, ExitCode, QuantizeResult, artifact_dir, artifact_key
+from ..api.jobcontract import (
+    SCHEMES,
+    EvaluateResult,
+    ExitCode,
+    QuantizeResult,
+    artifact_key,
+    storage_location,
+    storage_uri,
+)
 from ..api.spec import Method, QuantizedModelSpec
 from ..api.status import Artifact, Attempt, Condition, EvaluationStatus, Plan, QuantizedModelStatus
 from .topology import serving_topology
@@ -275,6 +283,7 @@ def rung_key(spec: QuantizedModelSpec, method: Method, scheme: str | None = None
         group_size=spec.quantization.group_size,
         calibration=spec.quantization.calibration,
         quantizer_image=spec.jobs.quantizer_image,
+        storage=storage_location(spec.storage),
     )
 
 
@@ -323,17 +332,15 @@ def plan_summary(p: Plan) -> str:
         parts.append(f"PP {p.pipeline_parallel_size}")
     text = " ".join(parts)
     if p.memory_per_gpu_gi_b and p.budget_per_gpu_gi_b:
-        text += f", {p.memory_per_gpu_gi_b:.1f} of {p.budget_per_gpu_gi_b:.1f} GiB per GPU"
+        text += (f", {p.memory_per_gpu_gi_b:.1f} of {p.budget_per_gpu_gi_b:.1f} GiB "
+                 + ("per GPU" if p.gpu_product else "of the largest CPU node"))
     if p.kv_cache_tokens:
         text += f", KV cache {p.kv_cache_tokens} tokens"
     return text
 
 
 def unsupported_reason(p: Plan) -> str | None:
-    if p.method is Method.GGUF:
-        return (f"the plan is gguf {p.scheme or 'Q4_K_M'} for CPU serving (what the planner picks when no node "
-                "has allocatable nvidia.com/gpu, or what spec.quantization.method asked for); CPU serving is not "
-                "built yet")
+    # every fitting plan is served (gguf on CPU by llama.cpp, PP > 1 by a LeaderWorkerSet)
     return None
 
 
@@ -674,7 +681,7 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
 
 
 def _artifact_from(spec: QuantizedModelSpec, rung: Rung, data: dict[str, Any]) -> Artifact:
-    uri = data.get("artifactUri") or artifact_dir(spec.storage.pvc.sub_path, rung.artifact_key)
+    uri = data.get("artifactUri") or storage_uri(spec.storage, "artifacts", rung.artifact_key)
     return Artifact(uri=str(uri), key=rung.artifact_key, method=rung.method, digest=data.get("digest"),
                     size_bytes=data.get("sizeBytes"))
 

@@ -34,7 +34,7 @@ from ..api.jobcontract import (
     EvaluateArgs,
     ExitCode,
     QuantizeArgs,
-    artifact_dir,
+    storage_uri,
     to_argv,
 )
 from ..api.spec import Method, QuantizedModelSpec
@@ -63,10 +63,11 @@ from .locations import (
     job_source,
     models_mount,
     models_volume,
+    s3_env,
     shm_mount,
     shm_volume,
-    storage_base,
 )
+from .serving_pod import job_security_context
 
 PROMPTS_VOLUME = "prompts"
 PROMPTS_MOUNT = "/etc/qmodel/prompts"
@@ -79,7 +80,7 @@ GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedu
 
 
 def evaluation_dir(spec: QuantizedModelSpec, evaluation_key: str) -> str:
-    return f"{storage_base(spec)}/evaluations/{evaluation_key}"
+    return storage_uri(spec.storage, "evaluations", evaluation_key)
 
 
 def gpu_affinity(product: str | None) -> dict[str, Any] | None:
@@ -112,6 +113,9 @@ def _job(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, name: str, compo
     }
     if spec.jobs.node_selector:
         pod_spec["nodeSelector"] = dict(spec.jobs.node_selector)
+    security = job_security_context(spec)
+    if security:
+        pod_spec["securityContext"] = security
     affinity = gpu_affinity(plan.gpu_product) if gpus > 0 else None
     if affinity:
         pod_spec["affinity"] = affinity
@@ -146,11 +150,11 @@ def _container(name: str, image: str, module: str, argv: list[str], spec: Quanti
         "image": image,
         "command": ["python", "-m", module],
         "args": argv,
-        "env": [*hf_token_env(spec), {"name": "HF_HOME", "value": hf_home(spec)}],
+        "env": [*hf_token_env(spec), *s3_env(spec), {"name": "HF_HOME", "value": hf_home(spec)}],
         "resources": resource_requirements(spec.jobs.resources, gpus),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "volumeMounts": [models_mount(read_only=False), shm_mount(), *extra_mounts],
+        "volumeMounts": [models_mount(read_only=False, spec=spec), shm_mount(), *extra_mounts],
     }
 
 
@@ -175,7 +179,7 @@ def quantize_args(spec: QuantizedModelSpec, plan: Plan, *, method: Method, key: 
         calibration=spec.quantization.calibration,
         chat=spec.model.chat,
         language=spec.model.language,
-        output_dir=artifact_dir(spec.storage.pvc.sub_path, key),
+        output_dir=storage_uri(spec.storage, "artifacts", key),
         artifact_key=key,
         eval_dataset=ppl.dataset,
         eval_config=ppl.config,

@@ -4,7 +4,13 @@
   vLLM gets ``org/name`` and ``--revision``.
 * ``pvc://claim/path``: the storage claim is mounted at ``MODELS_MOUNT``; another claim is mounted read-only at
   ``/sources/<claim>``; both jobs and vLLM get the local path.
-* ``s3://bucket/prefix``: passed through unchanged.
+* ``s3://bucket/prefix``: passed through unchanged; the jobs download it with boto3, vLLM streams it
+  (``--load-format runai_streamer``).
+
+With ``spec.storage.s3`` the artifacts live in the bucket and the ``models`` volume is a scratch ``emptyDir`` (the
+jobs stage there, then upload; vLLM keeps config and tokenizer there). Object-store credentials reach the pods only
+as ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from a ``secretKeyRef``; the endpoint of an S3-compatible store
+is ``AWS_ENDPOINT_URL`` (read by boto3 and by vLLM's Run:ai streamer) with path-style addressing.
 """
 
 from __future__ import annotations
@@ -38,12 +44,15 @@ def hf_home(spec: QuantizedModelSpec) -> str:
 
 
 def models_volume(spec: QuantizedModelSpec, *, read_only: bool) -> dict[str, Any]:
+    if spec.storage.s3 is not None:
+        return {"name": MODELS_VOLUME, "emptyDir": {}}
     return {"name": MODELS_VOLUME,
             "persistentVolumeClaim": {"claimName": spec.storage.pvc.claim_name, "readOnly": read_only}}
 
 
-def models_mount(*, read_only: bool) -> dict[str, Any]:
-    return {"name": MODELS_VOLUME, "mountPath": MODELS_MOUNT, "readOnly": read_only}
+def models_mount(*, read_only: bool, spec: QuantizedModelSpec | None = None) -> dict[str, Any]:
+    scratch = spec is not None and spec.storage.s3 is not None
+    return {"name": MODELS_VOLUME, "mountPath": MODELS_MOUNT, "readOnly": read_only and not scratch}
 
 
 def shm_volume() -> dict[str, Any]:
@@ -90,3 +99,26 @@ def hf_token_env(spec: QuantizedModelSpec) -> list[dict[str, Any]]:
     if ref is None:
         return []
     return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+
+
+def s3_env(spec: QuantizedModelSpec) -> list[dict[str, Any]]:
+    """The S3 client's environment: credentials by secretKeyRef only, endpoint and region as plain values."""
+    s3 = spec.storage.s3
+    if s3 is None and not spec.model.source.startswith("s3://"):
+        return []
+    env: list[dict[str, Any]] = []
+    if s3 is not None and s3.credentials_secret_ref is not None:
+        ref = s3.credentials_secret_ref
+        env += [{"name": "AWS_ACCESS_KEY_ID",
+                 "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.access_key_id_key}}},
+                {"name": "AWS_SECRET_ACCESS_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.secret_access_key_key}}}]
+    if s3 is not None and s3.region:
+        env += [{"name": "AWS_DEFAULT_REGION", "value": s3.region}, {"name": "AWS_REGION", "value": s3.region}]
+    if s3 is not None and s3.endpoint:
+        # Run:ai streamer (vLLM docs, "Loading models with Run:ai Model Streamer"): S3-compatible stores need
+        # AWS_ENDPOINT_URL, path-style addressing and no EC2 metadata lookup.
+        env += [{"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
+                {"name": "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING", "value": "0"},
+                {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}]
+    return env

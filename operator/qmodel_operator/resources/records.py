@@ -22,10 +22,12 @@ from .common import (
     LABEL_METHOD,
     LABEL_NAME,
     LABEL_PART_OF,
+    LABEL_QM,
     LABEL_RECORD,
     MANAGED_BY,
     artifact_record_name,
     evaluation_record_name,
+    label_value,
 )
 
 RESULT_KEY = "result.json"
@@ -50,9 +52,14 @@ def _record(namespace: str, name: str, kind: str, key_label: str, key: str, resu
 
 
 def build_artifact_record(namespace: str, key: str, result: dict[str, Any], *, produced_by: str,
-                          method: str) -> dict[str, Any]:
+                          method: str, owner: str | None = None) -> dict[str, Any]:
+    """``owner``: the QuantizedModel whose Job produced it (label ``qmodel.io/quantizedmodel``), whose
+    ``spec.storage.retention`` may collect it."""
+    extra = {LABEL_METHOD: method}
+    if owner:
+        extra[LABEL_QM] = label_value(owner)
     return _record(namespace, artifact_record_name(key), RECORD_ARTIFACT, LABEL_ARTIFACT_KEY, key, result,
-                   produced_by, {LABEL_METHOD: method})
+                   produced_by, extra)
 
 
 def build_evaluation_record(namespace: str, key: str, result: dict[str, Any], *, produced_by: str,

@@ -35,20 +35,24 @@ from .common import (
     selector_labels,
     service_name,
 )
+from .cpu_serving import build_cpu_deployment
 from .jobs import GPU_TOLERATION, gpu_affinity
 from .locations import (
     hf_home,
     hf_token_env,
     models_mount,
     models_volume,
+    s3_env,
     serving_source,
     shm_mount,
     shm_volume,
 )
+from .serving_pod import STARTUP_PERIOD_SECONDS as STARTUP_PERIOD_SECONDS  # re-exported for lws.py
+from .serving_pod import customize_pod, probes
 
 VLLM_PORT = 8000
-# Large checkpoints take minutes to load: allow 10 s x 180 = 30 min before the startup probe gives up.
-STARTUP_PERIOD_SECONDS = 10
+# The fixed 30 min window (10 s x 180) a multi-node group's Ray join waits (resources/lws.py); the vLLM startup
+# probe itself is sized from the model bytes (serving_pod.startup_seconds).
 STARTUP_FAILURE_THRESHOLD = 180
 # A rollout that made no progress for this long is stalled (Progressing=False ProgressDeadlineExceeded): the
 # startup probe's budget plus 5 minutes to schedule the pod and pull the image.
@@ -69,6 +73,8 @@ def vllm_args(spec: QuantizedModelSpec, plan: Plan, *, model: str, name: str) ->
         args += ["--kv-cache-dtype", "fp8"]
     if method is Method.NF4:
         args += ["--quantization", "bitsandbytes"]
+    if model.startswith("s3://"):
+        args += ["--load-format", "runai_streamer"]  # vLLM streams safetensors straight from object storage
     args += list(spec.serving.extra_args)
     return args
 
@@ -83,13 +89,17 @@ def serving_model(spec: QuantizedModelSpec, plan: Plan, artifact_uri: str | None
 
 def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, artifact_uri: str | None,
                      artifact_key: str) -> dict[str, Any]:
+    if plan.method is Method.GGUF:  # CPU serving: llama.cpp's server (cpu_serving.py)
+        return with_hash(build_cpu_deployment(owner, spec, plan, artifact_uri=artifact_uri,
+                                              artifact_key=artifact_key))
     model, loc = serving_model(spec, plan, artifact_uri)
     gpus = max(0, plan.gpus_per_replica) if plan.gpu_product else 0
-    probe = {"httpGet": {"path": "/health", "port": VLLM_PORT}}
     env = [{"name": "HF_HOME", "value": hf_home(spec)}]
     if plan.method in (Method.NONE, Method.NF4):
         env = [*hf_token_env(spec), *env]
-    mounts = [models_mount(read_only=True), shm_mount(), *(loc.mounts if loc else [])]
+    if model.startswith("s3://"):
+        env = [*s3_env(spec), *env]
+    mounts = [models_mount(read_only=True, spec=spec), shm_mount(), *(loc.mounts if loc else [])]
     volumes = [models_volume(spec, read_only=True), shm_volume(), *(loc.volumes if loc else [])]
     container = {
         "name": "vllm",
@@ -99,10 +109,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "env": env,
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": resource_requirements(spec.serving.resources, gpus),
-        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 5},
-        "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS,
-                         "failureThreshold": STARTUP_FAILURE_THRESHOLD},
+        **probes(plan),
         "volumeMounts": mounts,
     }
     pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes,
@@ -117,6 +124,7 @@ def build_deployment(owner: Owner, spec: QuantizedModelSpec, plan: Plan, *, arti
         "annotations": {ANNOTATION_OWNER_NAME: owner.name, "prometheus.io/scrape": "true", "prometheus.io/port": str(VLLM_PORT),
                         "prometheus.io/path": "/metrics"},
     }
+    customize_pod(spec, pod_spec, pod_meta)
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

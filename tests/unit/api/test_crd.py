@@ -94,7 +94,9 @@ def test_names_subresource_and_printer_columns():
     assert (names["kind"], names["plural"], names["shortNames"]) == ("QuantizedModel", "quantizedmodels", ["qm"])
     [version] = c["spec"]["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.serving.replicas", "statusReplicasPath": ".status.readyReplicas",
+        "labelSelectorPath": ".status.selector"}}
     columns = {col["name"]: col["jsonPath"] for col in version["additionalPrinterColumns"]}
     assert columns["Method"] == ".status.plan.method" and columns["TP"] == ".status.plan.tensorParallelSize"
     assert columns["Gate"] == ".status.evaluation.passed"

@@ -350,15 +350,13 @@ def test_nf4_is_gated_without_a_quantize_job():
     assert cond(d, "Quantized").reason == "NotRequired"
 
 
-@pytest.mark.parametrize(("methods", "kw", "needle"), [
-    ((Method.GGUF,), {"product": None, "gpus": 0}, "CPU serving is not built yet"),
-])
-def test_unservable_plans_are_unsupported_before_any_job(methods, kw, needle):
-    d = run(methods=methods, **kw)
-    assert d.actions == []
-    ready = cond(d, "Ready")
-    assert ready.reason == "Unsupported" and needle in ready.message
-    assert cond(d, "Planned").status == "True"
+def test_gguf_cpu_plan_is_quantized_gated_and_served():
+    """A CPU plan (no GPU product) runs the same stages as a GPU one: quantize Job, evaluate Job, Deployment."""
+    (rung,) = rungs_for(SPEC, Method.GGUF, product=None, gpus=0)
+    d = run(rungs=[rung])
+    assert d.actions == [CreateQuantizeJob(rung, 0)]
+    assert cond(d, "Planned").status == "True" and "on CPU" in cond(d, "Planned").message
+    assert cond(d, "Ready").reason != "Unsupported"
 
 
 def test_quantization_edit_keeps_old_artifact_serving_until_gate_passes():

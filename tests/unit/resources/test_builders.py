@@ -107,8 +107,8 @@ def test_deployment_per_design():
     assert args[args.index("--max-model-len") + 1] == "8192"
     assert "--kv-cache-dtype" in args and "--quantization" not in args
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 1800
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v1/models"  # answers only once the model is loaded
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True} in c["volumeMounts"]
     assert not any(e["name"] == "HF_TOKEN" for e in c["env"])  # the artifact needs no hub token
     pod = dep["spec"]["template"]
