@@ -11,7 +11,8 @@ one attribute check per request. Kinds of fault:
 * ``hang`` — hold the request for ``delay`` seconds, then drop the connection without answering (a timeout);
 * ``gone`` — for watch requests: the stream opens and at once ends with an ``ERROR`` event carrying
   ``410 Expired``, as when the watch cache has compacted past the client's resourceVersion;
-* ``observe`` — no fault: the request is served normally and only counted (what did a client ask for?).
+* ``observe`` — no fault: the request is served normally and only counted (what did a client ask for?); for a
+  watch, every event the stream carries is recorded in ``rule.streamed`` as (type, namespace, name, labels).
 
 Rules match on the HTTP verb (``WATCH`` and ``LIST`` name the two kinds of collection GET), a regular expression
 over the path (and ``?query``), and one over the User-Agent (so a test can aim at the operator's requests and
@@ -60,6 +61,7 @@ class FaultRule:
     delay: float = 1.0  # seconds a "hang" holds the request
     name: str = ""
     fired: int = field(default=0, init=False)
+    streamed: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -220,7 +220,7 @@ class ApiServer:
         name = rest[1] if len(rest) >= 2 else None
         sub = rest[2] if len(rest) >= 3 else None
         if rule.kind == "observe":
-            return await self._serve(request, rt, version, namespace, name, sub)
+            return await self._serve(request, rt, version, namespace, name, sub, observer=rule)
         if rule.kind == "gone":
             resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await resp.prepare(request)
@@ -238,7 +238,7 @@ class ApiServer:
         return web.Response(status=504)
 
     async def _serve(self, request: web.Request, rt: ResourceType, version: str, namespace: str | None,
-                     name: str | None, sub: str | None) -> web.StreamResponse:
+                     name: str | None, sub: str | None, observer: FaultRule | None = None) -> web.StreamResponse:
         q = request.query
         method = request.method
         dry_run = q.get("dryRun") == "All"
@@ -247,7 +247,7 @@ class ApiServer:
         if name is None:
             if method == "GET":
                 if _truthy(q.get("watch")):
-                    return await self._watch(request, rt, version, namespace)
+                    return await self._watch(request, rt, version, namespace, observer)
                 return self._list(request, rt, version, namespace)
             if method == "POST":
                 body = await self._body(request)
@@ -394,7 +394,7 @@ class ApiServer:
                             content_type="application/json")
 
     async def _watch(self, request: web.Request, rt: ResourceType, version: str,
-                     namespace: str | None) -> web.StreamResponse:
+                     namespace: str | None, observer: FaultRule | None = None) -> web.StreamResponse:
         q = request.query
         lp = parse_label_selector(q.get("labelSelector"))
         fp = parse_field_selector(q.get("fieldSelector"))
@@ -450,6 +450,10 @@ class ApiServer:
                 else:
                     line = self._event_line(rt, version, kind, obj)
                 await resp.write(line)
+                if observer is not None:  # an observe rule: record what the stream carried
+                    md = obj.get("metadata") or {}
+                    observer.streamed.append((kind, md.get("namespace", ""), md.get("name", ""),
+                                              dict(md.get("labels") or {})))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
