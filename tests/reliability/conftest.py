@@ -1,12 +1,18 @@
 """Reliability campaign fixtures: the integration tier's cluster, client, kubelet driver and operator process, plus
-fault-injection helpers (qmodel_cluster.faults) aimed at the operator's requests only."""
+fault-injection helpers (qmodel_cluster.faults) aimed at the operator's requests only.
+
+The campaign's size comes from the environment (CI defaults: one round of each scenario, 300 fuzzed specs);
+benchmarks/reliability.py raises it and collects what each test measured: with ``QMODEL_RELIABILITY_REPORT`` set,
+``report()`` appends one JSON line per measurement to that file. Tests never assert timings."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.integration.conftest import (  # noqa: F401 - fixtures are found by name
     AWQ_SPEC,
@@ -25,6 +31,19 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures are found by n
 
 # The operator's requests: Kopf's (watches, its annotation patches) and the reconcile's own client.
 OPERATOR_AGENT = r"^(kopf|qmodel-operator)/"
+
+
+def rounds(var: str, default: int = 1) -> list[int]:
+    """Round numbers 0..n-1 of a repeated scenario, n from the environment (``default`` in CI)."""
+    return list(range(int(os.environ.get(var) or default)))
+
+
+def report(test: str, **measured: Any) -> None:
+    """Append what a test measured as one JSON line to ``$QMODEL_RELIABILITY_REPORT`` (nothing when unset)."""
+    path = os.environ.get("QMODEL_RELIABILITY_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": test, **measured}, default=str) + "\n")
 
 
 class Replica(Operator):

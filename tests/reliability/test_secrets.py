@@ -8,7 +8,7 @@ import base64
 import json
 import secrets
 
-from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, wait_for
+from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, report, wait_for
 
 
 def test_hf_token_never_leaves_the_secret(kube: Kube, kubelet: Kubelet, operator: Operator, ns: str) -> None:
@@ -45,4 +45,5 @@ def test_hf_token_never_leaves_the_secret(kube: Kube, kubelet: Kubelet, operator
     }
     assert len(places["operator log"]) > 0 and "a" in places["events"]
     leaks = [where for where, text in places.items() if any(f in text for f in forms)]
+    report("secrets", places=len(places), leaks=len(leaks))
     assert leaks == []
