@@ -101,6 +101,8 @@ def aggregate(lines: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> d
         out["faults"] = {
             "converged": passed(runs["test_faults"], "test_lifecycle"), "seeds": [f["seed"] for f in faults],
             "ready_seconds": p50_p99([f["ready_seconds"] for f in faults]), "injected": dict(sorted(kinds.items())),
+            "step_seconds": {step: p50_p99([f["steps"][step] for f in faults if step in f.get("steps", {})])
+                             for step in (faults[0].get("steps") or {} if faults else {})},
             "duplicate_jobs": sum(f["duplicate_jobs"] for f in faults),
             "lost_status": sum(1 for f in faults if f["attempts"] != ["Passed"] or f["planned_restamped"])}
         watches = by.get("watches", [{}])[0]
@@ -164,7 +166,9 @@ def markdown(res: dict[str, Any]) -> str:
             "| faults: seeds converged | create→Ready p50 / p99 s (max) | duplicate Jobs | lost status |",
             "|---|---|---|---|",
             f"| {frac(f['converged'])} | {sec(f['ready_seconds'])} ({f['ready_seconds'].get('max', '–')}) | "
-            f"{f['duplicate_jobs']} | {f['lost_status']} |", "", f"Faults injected (sum over seeds): {inj}."]))
+            f"{f['duplicate_jobs']} | {f['lost_status']} |", "", f"Faults injected (sum over seeds): {inj}.", "",
+            "| step (after the previous one) | p50 / p99 s (max) |", "|---|---|",
+            *[f"| {step} | {sec(d)} ({d.get('max', '–')}) |" for step, d in f["step_seconds"].items()]]))
     if w := res.get("watches"):
         out.append(f"Watch narrowing: test {frac(w['passed'])}; operator watches of pods/configmaps with a selector "
                    f"{w.get('narrowed_watches')}, without {w.get('wide_watches')}; foreign objects created "

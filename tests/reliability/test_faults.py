@@ -54,7 +54,7 @@ def test_lifecycle_converges_under_faults_in_every_stage(cluster: EmbeddedCluste
     steps: dict[str, float] = {}  # seconds each step took (from the previous one's end)
 
     def step(name: str, result: Any) -> Any:
-        steps[name] = round(time.monotonic() - created - sum(steps.values()), 2)
+        steps[name] = max(0.0, round(time.monotonic() - created - sum(steps.values()), 2))
         return result
 
     try:
