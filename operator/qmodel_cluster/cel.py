@@ -136,13 +136,13 @@ class CelRules:
             rule = self._rule((key, version, spath, i), spec)
             if rule.transition and old is None and not spec.get("optionalOldSelf"):
                 continue
-            activation = {"self": celpy.json_to_cel(value)}
-            if rule.transition:
-                activation["oldSelf"] = celpy.json_to_cel(old) if old is not None else None
             field = path
             if spec.get("fieldPath"):
                 field = (path + spec["fieldPath"]) if path else spec["fieldPath"].lstrip(".")
-            try:
+            try:  # a value CEL cannot hold (an int beyond int64) is the rule's error, never the server's
+                activation = {"self": celpy.json_to_cel(value)}
+                if rule.transition:
+                    activation["oldSelf"] = celpy.json_to_cel(old) if old is not None else None
                 result = rule.program.evaluate(activation)
                 ok = isinstance(result, bool | celtypes.BoolType) and bool(result)
                 if isinstance(result, Exception):

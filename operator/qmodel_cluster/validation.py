@@ -26,12 +26,16 @@ def name_problems(name: str) -> list[str]:
     return out
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _kind_name(value: Any) -> str:
-    """The JSON type of a decoded value, as the schema's ``type`` names it."""
+    """The JSON type of a decoded value, as the schema's ``type`` names it. An integer beyond int64 is a
+    "number": a kube-apiserver decodes it as a float64 (and CEL could not hold it)."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if value in _INT64 else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -55,7 +59,7 @@ def _fmt(value: Any) -> str:
 def _type_ok(t: str, value: Any) -> bool:
     kind = _kind_name(value)
     if t == "integer":
-        return kind == "integer" or (kind == "number" and value.is_integer())
+        return kind == "integer" or (isinstance(value, float) and value.is_integer())
     if t == "number":
         return kind in ("integer", "number")
     return t not in ("object", "array", "string", "boolean") or kind == t
@@ -131,7 +135,7 @@ def validate_value(schema: dict[str, Any], value: Any, path: str, causes: list[d
                                  f'Invalid value: "null": {path} in body must be of type {t}: "null"'))
         return False
     if schema.get("x-kubernetes-int-or-string"):
-        if not (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))):
+        if not (isinstance(value, str) or _kind_name(value) == "integer"):
             causes.append(_cause("FieldValueInvalid", path,
                                  f"Invalid value: {_fmt(value)}: {path} in body must be of type integer,string: "
                                  f'"{_kind_name(value)}"'))
