@@ -256,12 +256,11 @@ def _cpu_plan(spec: QuantizedModelSpec, profile: ModelProfile, fleet: Fleet, met
                        f"the largest CPU node allocates {largest:.2f} GiB")
     if not fleet.cpu_nodes:
         warnings.append("no schedulable node seen: host memory was not checked")
-    kv_tokens = spec.serving.max_model_len
-    if fleet.cpu_nodes and per_token:
-        kv_tokens = max(0, math.floor((largest - weights - CPU_RESERVE_GIB) * GIB / per_token))
     return Plan(
         method=Method.GGUF, scheme=fmt.scheme, gpu_product=None, tensor_parallel_size=1, pipeline_parallel_size=1,
-        gpus_per_replica=0, memory_per_gpu_gi_b=round(need, 2), kv_cache_tokens=kv_tokens, fits=not reasons,
+        gpus_per_replica=0, memory_per_gpu_gi_b=round(need, 2), fits=not reasons,
+        # llama.cpp's server allocates KV for --n_ctx = maxModelLen in a pod sized for exactly that, not the node
+        kv_cache_tokens=spec.serving.max_model_len,
         reasons=reasons, warnings=warnings, weights_per_gpu_gi_b=round(weights, 2), kv_cache_per_gpu_gi_b=round(kv, 2),
         reserve_gi_b=CPU_RESERVE_GIB, budget_per_gpu_gi_b=round(largest, 2) if fleet.cpu_nodes else None,
         model_profile=profile.name, parameters_billions=_billions(profile), ladder=[],

@@ -217,6 +217,9 @@ def test_no_gpus_plans_gguf_on_cpu():
     assert p.weights_per_gpu_gi_b == pytest.approx(8.03e9 * 4.84 / 8 / GIB, rel=0.01)
     big = run("llama-3.1-405b", "cpu-only")  # 228.7 GiB Q4_K_M + 1.97 GiB KV + 1 GiB on the 256 GiB node
     assert big.fits and big.memory_per_gpu_gi_b == pytest.approx(231.7, abs=0.1)
+    # the pod is sized for maxModelLen (llama.cpp's --n_ctx), so that is the KV it holds, not the node's spare RAM
+    assert (p.kv_cache_tokens, big.kv_cache_tokens) == (4096, 4096)
+    assert run("llama-3.1-8b", "cpu-only", max_len=32768).kv_cache_tokens == 32768
     explicit = run("llama-3.1-8b", "cpu-only", method="int8")
     assert not explicit.fits
     assert explicit.reasons[0].startswith("spec.quantization.method int8: needs GPUs")
