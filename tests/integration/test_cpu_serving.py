@@ -8,13 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
 
 from qmodel_cluster import EmbeddedCluster
 from qmodel_operator.api import jobcontract
 
-from .conftest import CRD, GROUP, PLURAL, Kube, Kubelet, wait_for
+from .conftest import Kube, Kubelet, start_cluster, wait_for
 
 CPU_NODE: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Node",
@@ -27,14 +25,7 @@ CPU_NODE: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    c = EmbeddedCluster(tmp_path_factory.mktemp("cpu"), kubelet="none", nodes=[CPU_NODE]).start_in_thread()
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(c.kubeconfig_path), client_configuration=cfg)
-    with client.ApiClient(cfg) as api:
-        ext = client.ApiextensionsV1Api(api)
-        ext.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        wait_for(lambda: any(x.type == "Established" and x.status == "True" for x in (
-            ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or [])), what="the CRD")
+    c = start_cluster(tmp_path_factory.mktemp("cpu"), nodes=[CPU_NODE])
     yield c
     c.stop()
 
@@ -82,9 +73,10 @@ def test_cpu_fleet_quantizes_gates_and_serves_gguf_with_llama_cpp(kube: Kube, ku
     assert c.resources.requests == {"cpu": "8", "memory": f"{want_mib:.0f}Mi"}
     assert c.resources.limits == {"memory": f"{want_mib:.0f}Mi"}
     assert no_gpu(dep.spec.template.spec) and c.readiness_probe.http_get.path == "/v1/models"
-    serving = kube.condition(ns, "qwen-cpu", "Serving")
-    assert serving is not None and serving["status"] == "False"  # Deploying, then RollingOut once observed
-    assert serving["reason"] in ("Deploying", "RollingOut"), serving
+    # the status write follows the apply: Deploying, then RollingOut once the Deployment is observed
+    serving = wait_for(lambda: (s := kube.condition(ns, "qwen-cpu", "Serving")) and s["reason"] in (
+        "Deploying", "RollingOut") and s, what="Serving to say the Deployment is rolling out")
+    assert serving["status"] == "False", serving
 
     kubelet.roll_out(ns, dep.metadata.name)
     ready = kube.wait_condition(ns, "qwen-cpu", "Ready", "True")
