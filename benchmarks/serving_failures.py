@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,16 +49,7 @@ FAILURES = {
 class SlowResyncOperator(Operator):
     """The integration tests' operator process with the default 30 s resync, not their 3 s."""
 
-    def start(self) -> None:
-        self.starts += 1
-        env = {**os.environ, "QMODEL_RESYNC_SECONDS": "30", "PYTHONUNBUFFERED": "1"}
-        env.pop("KUBECONFIG", None)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qmodel_operator.cli", "run", "--kubeconfig", str(self.kubeconfig),
-             "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-        wait_for(self.healthy, timeout=30, what="the operator's /healthz")
+    ENV = {"QMODEL_RESYNC_SECONDS": "30"}
 
 
 def pct(values: list[float], p: float) -> float:

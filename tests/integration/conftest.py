@@ -66,32 +66,36 @@ def free_port() -> int:
 
 
 class Operator:
-    """``python -m qmodel_operator.cli run`` as a real process, restartable."""
+    """``python -m qmodel_operator.cli run`` as a real process, restartable. Subclasses change ``ENV`` (over the
+    inherited environment) and ``ARGS`` (after ``run``)."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path):
+    ENV: dict[str, str] = {"QMODEL_RESYNC_SECONDS": "3", "QMODEL_MAX_JOB_RETRIES": "2"}
+    ARGS: tuple[str, ...] = ()
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, name: str = "operator"):
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
         self.starts = 0
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+        return self.log_dir / f"{self.name}-{self.starts}.log"
 
     def start(self) -> None:
         self.starts += 1
-        env = {**os.environ, "QMODEL_RESYNC_SECONDS": "3", "QMODEL_MAX_JOB_RETRIES": "2",
+        env = {**os.environ, **self.ENV, "PYTHONUNBUFFERED": "1", "POD_NAME": self.name,
                # no hub from the tests: revisions stay names unless a test serves the Hub API itself
-               "QMODEL_HUB_ENDPOINT": os.environ.get("QMODEL_HUB_ENDPOINT", ""),
-               "PYTHONUNBUFFERED": "1"}
+               "QMODEL_HUB_ENDPOINT": os.environ.get("QMODEL_HUB_ENDPOINT", "")}
         env.pop("KUBECONFIG", None)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qmodel_operator.cli", "run", "--kubeconfig", str(self.kubeconfig),
+            [sys.executable, "-m", "qmodel_operator.cli", "run", *self.ARGS, "--kubeconfig", str(self.kubeconfig),
              "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-        wait_for(self.healthy, timeout=30, what="the operator's /healthz")
+        wait_for(self.healthy, timeout=30, what=f"{self.name}'s /healthz")
 
     def healthy(self) -> bool:
         assert self.proc is not None
@@ -324,16 +328,27 @@ class Kubelet:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    c = EmbeddedCluster(tmp_path_factory.mktemp("cluster"), kubelet="none").start_in_thread()
+    c = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.stop()
+
+
+def start_cluster(directory: Path, crds: tuple[Path, ...] = (CRD,), **kw: Any) -> EmbeddedCluster:
+    """The embedded API server (kubelet ``none``; ``kw`` as EmbeddedCluster takes them, e.g. ``nodes``) with the
+    CRDs of ``crds`` installed and established."""
+    c = EmbeddedCluster(directory, kubelet="none", **kw).start_in_thread()
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(c.kubeconfig_path), client_configuration=cfg)
     with client.ApiClient(cfg) as api:
-        client.ApiextensionsV1Api(api).create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        wait_for(lambda: any(cond.type == "Established" and cond.status == "True" for cond in (
-            client.ApiextensionsV1Api(api).read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions
-            or [])), what="the CRD to be established")
-    yield c
-    c.stop()
+        ext = client.ApiextensionsV1Api(api)
+        for path in crds:
+            crd = yaml.safe_load(path.read_text())
+            ext.create_custom_resource_definition(crd)
+            wait_for(lambda name=crd["metadata"]["name"]: any(
+                cond.type == "Established" and cond.status == "True"
+                for cond in ext.read_custom_resource_definition(name).status.conditions or []),
+                what=f"the CRD {crd['metadata']['name']} to be established")
+    return c
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
 
 from qmodel_cluster import EmbeddedCluster
 from qmodel_operator.planning.fleet import node_object
 
-from .conftest import CRD, GROUP, PLURAL, Kube, wait_for
+from .conftest import Kube, start_cluster
 
 CPU_NODE: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Node",
@@ -28,15 +26,7 @@ ONE_GPU_NODES = [node_object(f"h100-{i}", "NVIDIA-H100-80GB-HBM3", 1, 81559, (9,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    c = EmbeddedCluster(tmp_path_factory.mktemp("fleet"), kubelet="none",
-                        nodes=[CPU_NODE, *ONE_GPU_NODES]).start_in_thread()
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(c.kubeconfig_path), client_configuration=cfg)
-    with client.ApiClient(cfg) as api:
-        ext = client.ApiextensionsV1Api(api)
-        ext.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        wait_for(lambda: any(x.type == "Established" and x.status == "True" for x in (
-            ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or [])), what="the CRD")
+    c = start_cluster(tmp_path_factory.mktemp("fleet"), nodes=[CPU_NODE, *ONE_GPU_NODES])
     yield c
     c.stop()
 

@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
 
 from qmodel_cluster import EmbeddedCluster
 from qmodel_operator.planning.fleet import node_object
 
-from .conftest import AWQ_SPEC, CRD, GROUP, PLURAL, Kube, Kubelet, now, wait_for
+from .conftest import AWQ_SPEC, CRD, Kube, Kubelet, now, start_cluster, wait_for
 
 LWS_CRD = Path(__file__).resolve().parents[1] / "manifests" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
@@ -39,21 +37,9 @@ LLAMA_70B = {"model": {"source": "hf://meta-llama/Llama-3.1-70B-Instruct", "cred
 ON_ONE_GPU_NODES = {"gpu": {"product": H100, "maxPerReplica": 4}}
 
 
-def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
-    return any(c.type == "Established" and c.status == "True"
-               for c in ext.read_custom_resource_definition(name).status.conditions or [])
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    c = EmbeddedCluster(tmp_path_factory.mktemp("topologies"), kubelet="none", nodes=NODES).start_in_thread()
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(c.kubeconfig_path), client_configuration=cfg)
-    with client.ApiClient(cfg) as api:
-        ext = client.ApiextensionsV1Api(api)
-        for path, name in ((CRD, f"{PLURAL}.{GROUP}"), (LWS_CRD, f"{LWS_PLURAL}.{LWS_GROUP}")):
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-            wait_for(lambda name=name: _established(ext, name), what=f"the CRD {name}")
+    c = start_cluster(tmp_path_factory.mktemp("topologies"), (CRD, LWS_CRD), nodes=NODES)
     yield c
     c.stop()
 
