@@ -28,10 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+from bench_stats import pct
 
 
 def row(name: str, values: list[float]) -> str:

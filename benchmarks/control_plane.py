@@ -44,6 +44,7 @@ from kubernetes import client, config, watch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
+from bench_stats import pct  # noqa: E402
 from qmodel_cluster import EmbeddedCluster, kubeconfig_text  # noqa: E402
 from qmodel_operator.api import jobcontract  # noqa: E402
 
@@ -56,10 +57,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------ counting proxy

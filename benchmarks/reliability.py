@@ -34,13 +34,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_stats import pct
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "reliability"
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def load() -> str:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.conftest import AWQ_SPEC, CRD, Kube, Kubelet, Operator, wait_for  # noqa: E402
 from tests.integration.test_operations import _rolling, _serving_pod  # noqa: E402
 
+from bench_stats import pct  # noqa: E402
 from qmodel_cluster import EmbeddedCluster  # noqa: E402
 
 FAILURES = {
@@ -51,10 +52,6 @@ class SlowResyncOperator(Operator):
 
     ENV = {"QMODEL_RESYNC_SECONDS": "30"}
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
+from bench_stats import pct  # noqa: E402
 from qmodel_cluster import EmbeddedCluster  # noqa: E402
 from qmodel_operator.planning.fleet import node_object  # noqa: E402
 
@@ -46,10 +47,6 @@ CRDS = [ROOT / "crds" / "qmodel.io_quantizedmodels.yaml",
         ROOT / "tests" / "manifests" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"]
 A100, H100 = "NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3"
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def free_port() -> int:
