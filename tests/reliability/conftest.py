@@ -43,6 +43,16 @@ def report(test: str, **measured: Any) -> None:
             f.write(json.dumps({"test": test, **measured}, default=str) + "\n")
 
 
+def extra_jobs(api: Kube, namespace: str) -> int:
+    """Jobs beyond one quantize and one evaluate Job: a stage retried into a second Job."""
+    return len(api.jobs(namespace, "quantize")) + len(api.jobs(namespace, "evaluate")) - 2
+
+
+def planned_at(status: dict[str, Any]) -> str:
+    """When Planned last changed: a resumed or retried reconcile must not re-stamp it."""
+    return str(next(c for c in status["conditions"] if c["type"] == "Planned")["lastTransitionTime"])
+
+
 class Replica(Operator):
     """One of several operator replicas with leader election (``qmodel run --leader-elect``), short lease timings."""
 

@@ -12,7 +12,18 @@ import pytest
 
 from qmodel_cluster import EmbeddedCluster, FaultInjector
 
-from .conftest import AWQ_SPEC, OPERATOR_AGENT, Kube, Kubelet, Operator, report, rounds, wait_for
+from .conftest import (
+    AWQ_SPEC,
+    OPERATOR_AGENT,
+    Kube,
+    Kubelet,
+    Operator,
+    extra_jobs,
+    planned_at,
+    report,
+    rounds,
+    wait_for,
+)
 
 STAGE_TIMEOUT = 60.0
 FOREIGN = 10  # Pods and ConfigMaps of someone else's in the narrowing test
@@ -90,12 +101,9 @@ def test_lifecycle_converges_under_faults_in_every_stage(cluster: EmbeddedCluste
     per_rule: Counter[str] = Counter()
     for (name, _verb), n in injected.items():
         per_rule[name] += n
-    quantize_jobs, evaluate_jobs = kube.job_names(ns, "quantize"), kube.job_names(ns, "evaluate")
     report("faults", seed=seed, ready_seconds=round(ready, 2), steps=steps, injected=dict(per_rule),
-           duplicate_jobs=len(quantize_jobs) + len(evaluate_jobs) - 2,
-           attempts=[a["outcome"] for a in status["attempts"]],
-           planned_restamped=next(c for c in status["conditions"] if c["type"] == "Planned")["lastTransitionTime"]
-           != planned["lastTransitionTime"])
+           duplicate_jobs=extra_jobs(kube, ns), attempts=[a["outcome"] for a in status["attempts"]],
+           planned_restamped=planned_at(status) != planned["lastTransitionTime"])
 
     # every kind of fault really happened
     kinds = {name for name, _verb in injected}
@@ -109,8 +117,7 @@ def test_lifecycle_converges_under_faults_in_every_stage(cluster: EmbeddedCluste
     assert [a["outcome"] for a in status["attempts"]] == ["Passed"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Planned": "True", "Quantized": "True", "Evaluated": "True", "Serving": "True", "Ready": "True"}
-    assert next(c for c in status["conditions"] if c["type"] == "Planned")["lastTransitionTime"] == \
-        planned["lastTransitionTime"]
+    assert planned_at(status) == planned["lastTransitionTime"]
     assert status["artifact"]["digest"] == "sha256:" + "ab" * 32
     assert status["evaluation"]["passed"] is True
 

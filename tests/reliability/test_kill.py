@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, report, rounds, wait_for
+from .conftest import AWQ_SPEC, Kube, Kubelet, Operator, extra_jobs, planned_at, report, rounds, wait_for
 
 T = TypeVar("T")
 
@@ -68,10 +68,8 @@ def test_killed_in_every_stage_resumes(kube: Kube, kubelet: Kubelet, operator: O
     resumed(lambda: wait_for(lambda: kube.deployment(ns, "probe-vllm"), timeout=30,
                              what="the restarted operator to work"))
     report("kill", round=round_, kills=len(kills), resumed_seconds=took, startup_seconds=startup,
-           duplicate_jobs=len(kube.jobs(ns, "quantize")) + len(kube.jobs(ns, "evaluate")) - 2,
-           attempts=[a["outcome"] for a in status["attempts"]],
-           planned_restamped=next(c for c in status["conditions"] if c["type"] == "Planned")["lastTransitionTime"]
-           != planned["lastTransitionTime"],
+           duplicate_jobs=extra_jobs(kube, ns), attempts=[a["outcome"] for a in status["attempts"]],
+           planned_restamped=planned_at(status) != planned["lastTransitionTime"],
            ready_status_changed=kube.qm(ns, "a")["status"] != status)
     assert kube.qm(ns, "a")["status"] == status
     assert kube.deployment(ns, "a-vllm").metadata.resource_version == rv
@@ -80,5 +78,4 @@ def test_killed_in_every_stage_resumes(kube: Kube, kubelet: Kubelet, operator: O
     assert [j.metadata.name for j in kube.jobs(ns, "quantize")] == [job.metadata.name]
     assert [j.metadata.name for j in kube.jobs(ns, "evaluate")] == [ev.metadata.name]
     assert [a["outcome"] for a in status["attempts"]] == ["Passed"]
-    assert next(c for c in status["conditions"] if c["type"] == "Planned")["lastTransitionTime"] == \
-        planned["lastTransitionTime"]
+    assert planned_at(status) == planned["lastTransitionTime"]
