@@ -157,7 +157,9 @@ def test_a_quantize_oom_climbs_to_a_lighter_rung(kube: Kube, kubelet: Kubelet, n
     dep = wait_for(lambda: kube.deployment(ns, "qm-vllm"), timeout=BOUND, what="the Deployment of `none`")
     assert dep.spec.template.spec.containers[0].args[1] == "Qwen/Qwen2-7B-Instruct" or \
         "Qwen2-7B-Instruct" in dep.spec.template.spec.containers[0].args[1]
-    attempts = kube.qm(ns, "qm")["status"]["attempts"]
+    # the status write follows the apply of the Deployment (one patch at the end of the reconcile)
+    attempts = wait_for(lambda: (a := kube.qm(ns, "qm")["status"]["attempts"]) and len(a) == 2 and a,
+                        timeout=BOUND, what="the second attempt in status")
     assert [(a["method"], a["outcome"]) for a in attempts] == [("awq", "Failed"), ("none", "Passed")]
     assert attempts[0]["reason"].startswith("OOMKilled") and "64Gi" in attempts[0]["reason"]
     assert len(kube.job_names(ns, "quantize")) == 1  # int8 would need as much memory: not tried
